@@ -1,0 +1,124 @@
+//! `echo-client`: the original tutorial's client and test script as a tool.
+//!
+//! With messages, sends each one `--count` times and checks every reply;
+//! without, sends each line of standard input and prints its reply.
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use echo_server::Client;
+
+/// Sends messages to an echo server and checks that each comes back
+/// unchanged.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Messages to send, each exactly as given (no newline added); without
+    /// any, each line of standard input is sent with its newline
+    #[arg(value_name = "MESSAGE")]
+    messages: Vec<String>,
+
+    /// Server host name or address
+    #[arg(long, default_value = "localhost")]
+    host: String,
+
+    /// Server port
+    #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT)]
+    port: u16,
+
+    /// Send each message N times
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
+    count: u64,
+
+    /// Pause between sends
+    #[arg(short, long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+
+    /// Give up waiting to connect or for a reply after this long
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has gone: nothing is wrong with the echo.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects, sends everything asked for, checks each reply, closes.
+fn run(cli: &Cli) -> io::Result<()> {
+    let mut client = Client::connect((cli.host.as_str(), cli.port), cli.timeout)?;
+    if cli.messages.is_empty() {
+        send_lines(&mut client, io::stdin().lock())?;
+    } else {
+        send_messages(&mut client, cli)?;
+    }
+    client.close()
+}
+
+/// The tutorial's test script: every message, `count` times, `interval`
+/// apart.
+fn send_messages(client: &mut Client, cli: &Cli) -> io::Result<()> {
+    let mut first = true;
+    for _ in 0..cli.count {
+        for message in &cli.messages {
+            if !first && !cli.interval.is_zero() {
+                std::thread::sleep(cli.interval);
+            }
+            first = false;
+            check_echo(client, message.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// An interactive `nc` that checks: each line of `input`, newline included.
+fn send_lines(client: &mut Client, mut input: impl BufRead) -> io::Result<()> {
+    let mut line = Vec::new();
+    while input.read_until(b'\n', &mut line)? > 0 {
+        check_echo(client, &line)?;
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Sends `message`, prints the reply, fails if it differs.
+fn check_echo(client: &mut Client, message: &[u8]) -> io::Result<()> {
+    let reply = client.send(message)?;
+    let shown = String::from_utf8_lossy(reply.strip_suffix(b"\n").unwrap_or(&reply));
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "Got reply from server: {shown}")?;
+    stdout.flush()?;
+    if reply != message {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "reply from {} differs from what was sent: sent {:?}, got {:?}",
+                client.peer_addr(),
+                message.escape_ascii().to_string(),
+                reply.escape_ascii().to_string()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,173 @@
+//! `echo-server`: the command line in front of [`echo_server::Server`].
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use echo_server::{Config, Server, ShutdownHandle};
+use log::{info, warn};
+
+/// A thread-per-connection TCP echo server: every byte a client sends comes
+/// back, in order, exactly once.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Port to listen on (0 = any free port)
+    #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT, env = "ECHO_SERVER_PORT")]
+    port: u16,
+
+    /// Address or host name to listen on; repeatable
+    #[arg(
+        short,
+        long = "bind",
+        value_name = "ADDR",
+        default_value = echo_server::DEFAULT_BIND,
+        env = "ECHO_SERVER_BIND",
+        value_delimiter = ','
+    )]
+    bind: Vec<String>,
+
+    /// Most clients served at once (0 = no limit)
+    #[arg(long, value_name = "N", default_value_t = echo_server::DEFAULT_MAX_CONNECTIONS, env = "ECHO_SERVER_MAX_CONNECTIONS")]
+    max_connections: usize,
+
+    /// Most clients at once from one IP address (0 = no limit)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "ECHO_SERVER_MAX_CONNECTIONS_PER_IP"
+    )]
+    max_connections_per_ip: usize,
+
+    /// Close a client that neither sends nor reads for this long (0 = never)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        value_parser = humantime::parse_duration,
+        env = "ECHO_SERVER_IDLE_TIMEOUT"
+    )]
+    idle_timeout: Duration,
+
+    /// More logging: -v debug (every read), -vv trace
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Less logging: warnings and errors only
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl Cli {
+    /// The library configuration these arguments ask for.
+    fn config(&self) -> Config {
+        Config {
+            bind: self.bind.clone(),
+            port: self.port,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+        }
+    }
+
+    /// The log level these arguments ask for, unless `RUST_LOG` says otherwise.
+    fn log_level(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "warn",
+            (false, 0) => "info",
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level()))
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds, announces the addresses, serves until a signal, logs the summary.
+fn run(cli: &Cli) -> io::Result<()> {
+    let config = cli.config();
+    raise_descriptor_limit(config.max_connections);
+    let server = Server::bind(&config)?;
+    announce(server.local_addrs())?;
+    stop_on_signals(server.handle())?;
+    let stats = server.run()?;
+    info!("stopped: {stats}");
+    Ok(())
+}
+
+/// Prints one `Listening on ADDR` line per listener on stdout, flushed, so
+/// that scripts and tests learn the addresses without probing.
+fn announce(addrs: &[std::net::SocketAddr]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    let written = addrs
+        .iter()
+        .try_for_each(|addr| writeln!(stdout, "Listening on {addr}"))
+        .and_then(|()| stdout.flush());
+    match written {
+        // Nobody reads stdout: the server is still worth running.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Descriptors each client costs beyond its socket: listeners, logs, the
+/// accept loops' reserve, the signal pipe.
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Raises the soft limit on open files toward the hard limit, and warns when
+/// it cannot cover `max_connections` clients.
+fn raise_descriptor_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + DESCRIPTOR_RESERVE;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if max_connections > 0 && limit < wanted => warn!(
+            "open file limit is {limit}: fewer than --max-connections {max_connections} clients \
+             can be served at once"
+        ),
+        Ok(_) => {}
+        Err(error) => warn!("cannot raise the open file limit: {error}"),
+    }
+}
+
+/// Starts a thread that waits for SIGINT or SIGTERM and stops the server;
+/// a second signal ends the process at once.
+fn stop_on_signals(handle: ShutdownHandle) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("echo-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if handle.is_shutdown() {
+                    warn!("signal {signal} again: exiting at once");
+                    std::process::exit(1);
+                }
+                info!("signal {signal}: shutting down");
+                handle.shutdown();
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

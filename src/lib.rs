@@ -1,0 +1,57 @@
+//! A thread-per-connection, blocking TCP echo server, and the client that goes
+//! with it.
+//!
+//! The design follows the classic Erlang/Elixir echo server: an accept loop
+//! per listening socket hands every client to a process of its own, which
+//! loops `recv` → `send` until the client goes. Here that process is an OS
+//! thread with a small stack, the I/O is blocking `std::net`, and the
+//! defences a real deployment needs (connection limits, idle timeouts,
+//! back-off on accept errors, a clean shutdown) are built in.
+//!
+//! # Example
+//!
+//! Embed a server on a free port, talk to it with [`Client`], stop it with its
+//! [`ShutdownHandle`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use echo_server::{Client, Config, Server};
+//!
+//! let config = Config { port: 0, ..Config::default() };
+//! let server = Server::bind(&config)?;
+//! let addr = server.local_addrs()[0];
+//! let handle = server.handle();
+//! let running = std::thread::spawn(move || server.run());
+//!
+//! let mut client = Client::connect(addr, Duration::from_secs(5))?;
+//! assert_eq!(client.send(b"Hello, server")?, b"Hello, server");
+//! client.close()?;
+//!
+//! handle.shutdown();
+//! let stats = running.join().expect("the server thread does not panic")?;
+//! assert_eq!(stats.accepted, 1);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod client;
+mod handler;
+mod limits;
+mod listener;
+mod preview;
+mod server;
+
+pub use client::Client;
+pub use server::{
+    Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Server,
+    ShutdownHandle, Stats,
+};
+
+/// The message of an OS error without std's " (os error N)" suffix, so that
+/// errors read like `Address already in use` as other servers print them.
+pub(crate) fn os_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((message, _)) => message.to_owned(),
+        None => text,
+    }
+}

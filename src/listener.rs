@@ -1,0 +1,215 @@
+//! The accept loop: one per listening socket. It admits each client (a
+//! permit, then a thread of its own) and survives every error but a dead
+//! listener.
+
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use crate::handler;
+use crate::limits::Refusal;
+use crate::server::Shared;
+
+/// Stack of a client's thread. The echo loop keeps its buffer on the heap
+/// and needs a few KiB of stack; this leaves room for logging and for
+/// unoptimised builds while costing only the pages actually touched.
+const CLIENT_STACK_SIZE: usize = 128 * 1024;
+
+/// First pause after an accept error that more tries would only repeat.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between accept tries.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What an accept loop does after `accept()` fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcceptError {
+    /// The error belongs to one connection (it was aborted or reset before it
+    /// was accepted) or to the call (a signal): accept the next one.
+    Connection,
+    /// The process or the system is out of descriptors, buffers or memory:
+    /// warn, pause, try again. Pending clients wait in the backlog.
+    Resources,
+    /// The listening socket itself is unusable: the loop ends.
+    Listener,
+}
+
+/// Sorts an `accept()` error into what the loop should do about it.
+pub(crate) fn classify(error: &io::Error) -> AcceptError {
+    match error.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Resources,
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EFAULT) => AcceptError::Listener,
+        // Linux passes network errors pending on the new connection to
+        // accept() (accept(2): ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN,
+        // ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH): they, like
+        // ECONNABORTED, EINTR, EPERM (a firewall) and EAGAIN, are about one
+        // connection.
+        Some(_) => AcceptError::Connection,
+        None => AcceptError::Resources,
+    }
+}
+
+/// Logs a warning at most once per interval, with how many events it stands
+/// for, so that a flood of events cannot flood the log.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    /// When the last warning was logged, and the events since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    /// A throttle that has not logged yet.
+    pub(crate) fn new() -> Throttle {
+        Throttle {
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one event; returns how many events to report if a warning is
+    /// due now.
+    pub(crate) fn event(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 += 1;
+        let now = Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => None,
+            _ => {
+                let count = state.1;
+                *state = (Some(now), 0);
+                Some(count)
+            }
+        }
+    }
+}
+
+/// Accepts clients on `shared.listeners[index]` until shutdown or until the
+/// listener fails.
+pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> {
+    let listener = &shared.listeners[index];
+    let mut backoff = BACKOFF_MIN;
+    let resource_warnings = Throttle::new();
+    // A descriptor held back for when the process runs out: closing it
+    // makes room to accept one pending client and close it at once, so
+    // that clients are refused instead of left hanging in the backlog.
+    let mut reserve = File::open("/dev/null").ok();
+    loop {
+        let accepted = listener.accept();
+        if shared.is_stopping() {
+            return Ok(());
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = BACKOFF_MIN;
+                admit(shared, stream, peer);
+            }
+            Err(error) => match classify(&error) {
+                AcceptError::Connection => debug!("accept: {error}"),
+                AcceptError::Listener => return Err(error),
+                AcceptError::Resources => {
+                    if let Some(count) = resource_warnings.event() {
+                        warn!(
+                            "accept failed {count} time(s): {error}; retrying in up to {backoff:?}"
+                        );
+                    }
+                    if is_out_of_descriptors(&error) && reserve.take().is_some() {
+                        if let Ok((_stream, peer)) = listener.accept() {
+                            reject(shared, peer, "out of file descriptors");
+                        }
+                        reserve = File::open("/dev/null").ok();
+                    }
+                    shared.pause(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            },
+        }
+    }
+}
+
+/// Whether the process or the system has no descriptor left.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Gives `stream` a permit and a thread, or closes it at once.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let stream = Arc::new(stream);
+    let permit = match shared.limits.acquire(peer.ip(), &stream) {
+        Ok(permit) => permit,
+        Err(Refusal::Closed) => return,
+        Err(refusal) => return reject(shared, peer, refusal.reason()),
+    };
+    let thread_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("echo-conn".to_owned())
+        .stack_size(CLIENT_STACK_SIZE)
+        .spawn(move || handler::serve(&thread_shared, &stream, peer, permit));
+    match spawned {
+        Ok(_) => {
+            shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        // The closure, with the stream and the permit, is dropped here: the
+        // client is closed and its slot given back.
+        Err(error) => reject(shared, peer, &format!("cannot start a thread: {error}")),
+    }
+}
+
+/// Counts a client closed without being served, and warns about it at most
+/// once a second.
+fn reject(shared: &Shared, peer: SocketAddr, reason: &str) {
+    shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    debug!("{peer} rejected: {reason}");
+    if let Some(count) = shared.rejections.event() {
+        warn!("rejected {count} client(s) since the last warning; latest {peer}: {reason}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn classifies_per_connection_errors_as_go_on() {
+        for code in [
+            libc::ECONNABORTED,
+            libc::EINTR,
+            libc::EAGAIN,
+            libc::EPROTO,
+            libc::ENETDOWN,
+            libc::EHOSTUNREACH,
+            libc::EPERM,
+        ] {
+            assert_eq!(classify(&os(code)), AcceptError::Connection, "{code}");
+        }
+    }
+
+    #[test]
+    fn classifies_exhaustion_as_back_off() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert_eq!(classify(&os(code)), AcceptError::Resources, "{code}");
+        }
+    }
+
+    #[test]
+    fn classifies_dead_listener_as_fatal() {
+        for code in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK] {
+            assert_eq!(classify(&os(code)), AcceptError::Listener, "{code}");
+        }
+    }
+
+    #[test]
+    fn throttle_reports_first_event_then_holds_for_a_second() {
+        let throttle = Throttle::new();
+        assert_eq!(throttle.event(), Some(1));
+        assert_eq!(throttle.event(), None);
+        assert_eq!(throttle.event(), None);
+    }
+}

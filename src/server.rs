@@ -1,0 +1,414 @@
+//! The server: its configuration, binding, the run loop and the handle that
+//! stops it.
+//!
+//! [`Server::bind`] opens every listening socket before anything is served,
+//! so [`Server::local_addrs`] is known at once (port 0 works). [`Server::run`]
+//! runs one accept loop per listener (see `listener`) and one thread per
+//! client (see `handler`) until a [`ShutdownHandle`] asks it to stop or a
+//! listener dies, then closes every client and returns after their threads
+//! have finished.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::limits::Limits;
+use crate::listener::{self, Throttle};
+
+/// The port served when none is given, as in the original tutorial.
+pub const DEFAULT_PORT: u16 = 8000;
+/// The address served when none is given: loopback only, so that a server
+/// started for a test is not exposed to the network by accident.
+pub const DEFAULT_BIND: &str = "localhost";
+/// Most clients served at once unless configured: well under the ~16,000
+/// threads that Linux's default `vm.max_map_count` allows a process.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long a client may neither send nor read before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Pending connections the kernel may queue per listener. Linux caps it at
+/// `net.core.somaxconn` (4096 by default since 5.4), so asking for more
+/// follows that setting; 1,000 clients connecting at once fit.
+const LISTEN_BACKLOG: i32 = 65_535;
+
+/// What a [`Server`] listens on and how it treats clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Addresses or host names to listen on. A name binds every address it
+    /// resolves to that the machine has (`localhost`: 127.0.0.1 and ::1 when
+    /// IPv6 is there); an IP address must bind.
+    pub bind: Vec<String>,
+    /// Port to listen on; 0 lets the system choose one, the same for every
+    /// address.
+    pub port: u16,
+    /// Most clients served at once; 0 for no limit.
+    pub max_connections: usize,
+    /// Most clients served at once from one IP address; 0 for no limit.
+    pub max_connections_per_ip: usize,
+    /// Closes a client that neither sends nor reads for this long; `None`
+    /// never does.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: vec![DEFAULT_BIND.to_owned()],
+            port: DEFAULT_PORT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: 0,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// What a server has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Clients accepted and served.
+    pub accepted: u64,
+    /// Clients accepted and closed at once: over a limit, or no thread.
+    pub rejected: u64,
+    /// Clients served right now.
+    pub active: usize,
+    /// The most clients served at once.
+    pub peak: usize,
+    /// Bytes echoed back to clients that have left.
+    pub bytes_echoed: u64,
+    /// How long the server has been running.
+    pub uptime: Duration,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} accepted, {} rejected, {} at most at once, {} bytes echoed in {:.1?}",
+            self.accepted, self.rejected, self.peak, self.bytes_echoed, self.uptime
+        )
+    }
+}
+
+/// A bound echo server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    /// State shared with the accept loops, the client threads and handles.
+    shared: Arc<Shared>,
+}
+
+/// Stops a running [`Server`] from any thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    /// The state of the server this handle stops.
+    shared: Arc<Shared>,
+}
+
+/// State shared by everything that serves one server's clients.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The listening sockets, kept here so that shutdown can wake the
+    /// accept loops blocked on them.
+    pub(crate) listeners: Vec<TcpListener>,
+    /// The addresses `listeners` are bound to, in the same order.
+    local_addrs: Vec<SocketAddr>,
+    /// The configuration the server was bound with.
+    pub(crate) config: Config,
+    /// Connection slots and the live client sockets.
+    pub(crate) limits: Arc<Limits>,
+    /// Counters for [`Stats`].
+    pub(crate) counters: Counters,
+    /// Rate limit of the warning about rejected clients, shared by every
+    /// accept loop.
+    pub(crate) rejections: Throttle,
+    /// When the server was created, for the uptime.
+    started: Instant,
+    /// Set once shutdown is asked for; read by the accept loops after every
+    /// wake-up.
+    stopping: AtomicBool,
+    /// Paired with `stop_signal` so that a back-off pause ends at once when
+    /// shutdown is asked for, instead of sleeping through it.
+    stop_lock: Mutex<()>,
+    /// Notified on shutdown.
+    stop_signal: Condvar,
+}
+
+/// The counters behind [`Stats`]; the live and peak counts are in `Limits`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Clients accepted and served.
+    pub(crate) accepted: AtomicU64,
+    /// Clients accepted and closed at once.
+    pub(crate) rejected: AtomicU64,
+    /// Bytes echoed to clients that have left; added once per connection so
+    /// that the echo loop touches no shared cache line.
+    pub(crate) bytes_echoed: AtomicU64,
+}
+
+impl Server {
+    /// Binds every address of `config` and returns a server ready to run.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a name cannot be resolved, if an address cannot be bound
+    /// (`cannot listen on 127.0.0.1:8000: Address already in use`), or if a
+    /// name yields no address the machine has.
+    pub fn bind(config: &Config) -> io::Result<Server> {
+        let listeners = bind_all(&config.bind, config.port)?;
+        Server::from_listeners(listeners, config.clone())
+    }
+
+    /// Serves listening sockets that the caller has already bound: an
+    /// inherited socket, or one bound with options of its own.
+    /// `config.bind` and `config.port` are not used.
+    ///
+    /// # Errors
+    ///
+    /// Fails if there is no listener, or one cannot report its address.
+    pub fn from_listeners(listeners: Vec<TcpListener>, config: Config) -> io::Result<Server> {
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to listen on",
+            ));
+        }
+        let local_addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<io::Result<Vec<_>>>()?;
+        let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                listeners,
+                local_addrs,
+                config,
+                limits: Arc::new(limits),
+                counters: Counters::default(),
+                rejections: Throttle::new(),
+                started: Instant::now(),
+                stopping: AtomicBool::new(false),
+                stop_lock: Mutex::new(()),
+                stop_signal: Condvar::new(),
+            }),
+        })
+    }
+
+    /// The addresses the server listens on, with the ports actually bound.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.local_addrs
+    }
+
+    /// A handle that stops this server and reads its statistics.
+    pub fn handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Serves clients until a [`ShutdownHandle`] stops the server, then
+    /// closes every client, waits for their threads to finish, and returns
+    /// the final statistics.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a listening socket stops working (not for a client's error,
+    /// nor for a lack of descriptors or memory, which are waited out). The
+    /// server is stopped and its clients closed before the error is returned.
+    pub fn run(self) -> io::Result<Stats> {
+        let shared = &self.shared;
+        let result = thread::scope(|scope| {
+            let loops = (0..shared.listeners.len())
+                .map(|index| {
+                    thread::Builder::new()
+                        .name(format!("echo-accept-{index}"))
+                        .spawn_scoped(scope, move || {
+                            let result = listener::accept_loop(shared, index);
+                            // A dead listener ends the whole server, as a
+                            // half-served address would surprise its users.
+                            shared.stop();
+                            result
+                        })
+                })
+                .collect::<io::Result<Vec<_>>>();
+            let loops = match loops {
+                Ok(loops) => loops,
+                Err(error) => {
+                    shared.stop();
+                    return Err(error);
+                }
+            };
+            loops.into_iter().try_for_each(|accept| {
+                accept
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
+            })
+        });
+        shared.stop();
+        shared.limits.wait_empty();
+        result.map(|()| shared.stats())
+    }
+}
+
+impl ShutdownHandle {
+    /// Stops the server: no client is accepted after this, every connected
+    /// client is closed, and [`Server::run`] returns once their threads have
+    /// finished. Returns at once; calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.shared.stop();
+    }
+
+    /// Whether shutdown has been asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    /// The server's statistics now.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+impl Shared {
+    /// Whether shutdown has been asked for.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting and closes every client; idempotent.
+    fn stop(&self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        debug!("shutting down");
+        {
+            let _lock = self
+                .stop_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.stop_signal.notify_all();
+        }
+        for listener in &self.listeners {
+            // On Linux, shutting down a listening socket makes a blocked
+            // accept() return EINVAL at once: no self-connection is needed,
+            // which a full backlog would delay. The error only means the
+            // socket is already unusable, which is what is wanted.
+            let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+        }
+        self.limits.close_all();
+    }
+
+    /// Waits for `timeout`, or less if shutdown is asked for meanwhile.
+    pub(crate) fn pause(&self, timeout: Duration) {
+        let lock = self
+            .stop_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = self
+            .stop_signal
+            .wait_timeout_while(lock, timeout, |_| !self.is_stopping());
+    }
+
+    /// The statistics now.
+    fn stats(&self) -> Stats {
+        let (active, peak) = self.limits.counts();
+        Stats {
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            rejected: self.counters.rejected.load(Ordering::Relaxed),
+            active,
+            peak,
+            bytes_echoed: self.counters.bytes_echoed.load(Ordering::Relaxed),
+            uptime: self.started.elapsed(),
+        }
+    }
+}
+
+/// Binds every address named in `names` on `port`.
+fn bind_all(names: &[String], mut port: u16) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for name in names {
+        let explicit = name.trim_matches(['[', ']']).parse::<IpAddr>().ok();
+        let addrs = match explicit {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => resolve(name, port)?,
+        };
+        let before = listeners.len();
+        for addr in addrs {
+            // With port 0, every address shares the port the first one got,
+            // so `localhost:PORT` means the same server on 127.0.0.1 and ::1.
+            let addr = SocketAddr::new(addr.ip(), port);
+            match listen(addr) {
+                Ok(listener) => {
+                    port = listener.local_addr()?.port();
+                    listeners.push(listener);
+                }
+                Err(error) if explicit.is_none() && is_missing_address(&error) => {
+                    debug!("skipping {addr}, which this machine does not have: {error}");
+                }
+                Err(error) => return Err(cannot_listen(addr, &error)),
+            }
+        }
+        if listeners.len() == before {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("cannot listen on {name}: no address of this machine"),
+            ));
+        }
+    }
+    Ok(listeners)
+}
+
+/// Every distinct address `name` resolves to.
+fn resolve(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    let resolved = (name, port)
+        .to_socket_addrs()
+        .map_err(|error| io::Error::new(error.kind(), format!("cannot resolve {name}: {error}")))?;
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    Ok(addrs)
+}
+
+/// A listening socket on `addr`, with the options every listener gets.
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `::` then means IPv6 only, as in nginx, so that `0.0.0.0` and `::`
+        // can both be bound.
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let listener = TcpListener::from(socket);
+    debug!("listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Whether binding failed because the machine lacks that address or its
+/// family (IPv6 disabled, say), rather than for a reason to report.
+fn is_missing_address(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::AddrNotAvailable || error.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+/// Linux's "address family not supported", which std maps to no error kind
+/// of its own: what creating an IPv6 socket gives where IPv6 is disabled.
+const EAFNOSUPPORT: i32 = 97;
+
+/// The error for an address that cannot be bound, naming it.
+fn cannot_listen(addr: SocketAddr, error: &io::Error) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!("cannot listen on {addr}: {}", crate::os_message(error)),
+    )
+}
