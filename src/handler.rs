@@ -72,7 +72,7 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, permi
         Ok(()) => echo(stream, peer, &mut echoed),
         Err(error) => End::from(error),
     };
-    let end = if shared.is_stopping() {
+    let end = if shared.is_closing() {
         End::Shutdown
     } else {
         end

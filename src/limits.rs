@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Why a client was not given a permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,13 +125,15 @@ impl Limits {
 
     /// Refuses every later client and shuts down the socket of every current
     /// one, so that their threads, blocked in `read` or `write`, return.
-    pub(crate) fn close_all(&self) {
+    /// Returns how many were connected.
+    pub(crate) fn close_all(&self) -> usize {
         let mut state = self.lock();
         state.closed = true;
         for socket in state.sockets.values() {
             // The client may be gone already: nothing left to unblock then.
             let _ = socket.shutdown(Shutdown::Both);
         }
+        state.sockets.len()
     }
 
     /// Blocks until every permit has been given back.
@@ -139,6 +142,16 @@ impl Limits {
         let _state = self
             .empty
             .wait_while(state, |state| state.total > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+
+    /// Blocks until every permit has been given back or `deadline` passes.
+    pub(crate) fn wait_empty_until(&self, deadline: Instant) {
+        let state = self.lock();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let _state = self
+            .empty
+            .wait_timeout_while(state, timeout, |state| state.total > 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ pub struct Config {
     /// Closes a client that neither sends nor reads for this long; `None`
     /// never does.
     pub idle_timeout: Option<Duration>,
+    /// Sets `SO_REUSEPORT` on the listeners, so that a new instance can bind
+    /// the same address while this one drains.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: 0,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            reuse_port: false,
         }
     }
 }
@@ -83,6 +87,11 @@ pub struct Stats {
     pub peak: usize,
     /// Bytes echoed back to clients that have left.
     pub bytes_echoed: u64,
+    /// Clients that left on their own after the server stopped accepting
+    /// (during a drain).
+    pub drained: usize,
+    /// Clients still connected when the server closed them at shutdown.
+    pub cut: usize,
     /// How long the server has been running.
     pub uptime: Duration,
 }
@@ -91,8 +100,15 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted, {} rejected, {} at most at once, {} bytes echoed in {:.1?}",
-            self.accepted, self.rejected, self.peak, self.bytes_echoed, self.uptime
+            "{} accepted, {} rejected, {} at most at once, {} bytes echoed in {:.1?}; \
+             at shutdown {} left on their own, {} closed",
+            self.accepted,
+            self.rejected,
+            self.peak,
+            self.bytes_echoed,
+            self.uptime,
+            self.drained,
+            self.cut
         )
     }
 }
@@ -130,14 +146,28 @@ pub(crate) struct Shared {
     pub(crate) rejections: Throttle,
     /// When the server was created, for the uptime.
     started: Instant,
-    /// Set once shutdown is asked for; read by the accept loops after every
-    /// wake-up.
+    /// Set once the server stops accepting; read by the accept loops after
+    /// every wake-up.
     stopping: AtomicBool,
-    /// Paired with `stop_signal` so that a back-off pause ends at once when
-    /// shutdown is asked for, instead of sleeping through it.
-    stop_lock: Mutex<()>,
-    /// Notified on shutdown.
+    /// Set once connected clients are being closed, so that their handlers
+    /// say why they ended.
+    closing: AtomicBool,
+    /// What shutdown has decided, under the lock that `stop_signal` pairs
+    /// with, so that a back-off pause ends at once when the server stops.
+    stop: Mutex<Stop>,
+    /// Notified when the server stops accepting.
     stop_signal: Condvar,
+}
+
+/// How a server is being stopped.
+#[derive(Debug, Default)]
+struct Stop {
+    /// With a drain, until when clients may go on after accepting stops.
+    drain_until: Option<Instant>,
+    /// Clients connected when accepting stopped.
+    active_at_stop: usize,
+    /// Clients still connected when they were closed.
+    cut: usize,
 }
 
 /// The counters behind [`Stats`]; the live and peak counts are in `Limits`.
@@ -161,7 +191,7 @@ impl Server {
     /// (`cannot listen on 127.0.0.1:8000: Address already in use`), or if a
     /// name yields no address the machine has.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        let listeners = bind_all(&config.bind, config.port)?;
+        let listeners = bind_all(&config.bind, config.port, config.reuse_port)?;
         Server::from_listeners(listeners, config.clone())
     }
 
@@ -194,7 +224,8 @@ impl Server {
                 rejections: Throttle::new(),
                 started: Instant::now(),
                 stopping: AtomicBool::new(false),
-                stop_lock: Mutex::new(()),
+                closing: AtomicBool::new(false),
+                stop: Mutex::new(Stop::default()),
                 stop_signal: Condvar::new(),
             }),
         })
@@ -213,8 +244,8 @@ impl Server {
     }
 
     /// Serves clients until a [`ShutdownHandle`] stops the server, then
-    /// closes every client, waits for their threads to finish, and returns
-    /// the final statistics.
+    /// closes every client (after the drain, if one was asked for), waits
+    /// for their threads to finish, and returns the final statistics.
     ///
     /// # Errors
     ///
@@ -232,7 +263,7 @@ impl Server {
                             let result = listener::accept_loop(shared, index);
                             // A dead listener ends the whole server, as a
                             // half-served address would surprise its users.
-                            shared.stop();
+                            shared.stop_accepting(None);
                             result
                         })
                 })
@@ -240,7 +271,7 @@ impl Server {
             let loops = match loops {
                 Ok(loops) => loops,
                 Err(error) => {
-                    shared.stop();
+                    shared.stop_accepting(None);
                     return Err(error);
                 }
             };
@@ -250,7 +281,10 @@ impl Server {
                     .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
             })
         });
-        shared.stop();
+        if let Some(deadline) = shared.lock_stop().drain_until {
+            shared.limits.wait_empty_until(deadline);
+        }
+        shared.close_clients();
         shared.limits.wait_empty();
         result.map(|()| shared.stats())
     }
@@ -261,10 +295,19 @@ impl ShutdownHandle {
     /// client is closed, and [`Server::run`] returns once their threads have
     /// finished. Returns at once; calling it again does nothing.
     pub fn shutdown(&self) {
-        self.shared.stop();
+        self.shared.stop_accepting(None);
+        self.shared.close_clients();
     }
 
-    /// Whether shutdown has been asked for.
+    /// Stops accepting at once but lets connected clients go on until they
+    /// leave or `timeout` has passed; then closes the rest, and
+    /// [`Server::run`] returns. A later [`shutdown`](Self::shutdown) closes
+    /// them at once.
+    pub fn drain(&self, timeout: Duration) {
+        self.shared.stop_accepting(Some(Instant::now() + timeout));
+    }
+
+    /// Whether shutdown or a drain has been asked for.
     pub fn is_shutdown(&self) -> bool {
         self.shared.is_stopping()
     }
@@ -281,19 +324,24 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Stops accepting and closes every client; idempotent.
-    fn stop(&self) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        debug!("shutting down");
+    /// Whether connected clients are being closed by the server.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, wakes the accept loops, and sets how long clients
+    /// may stay (`None`: no drain); idempotent, the first call decides.
+    fn stop_accepting(&self, drain_until: Option<Instant>) {
         {
-            let _lock = self
-                .stop_lock
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut stop = self.lock_stop();
+            if self.stopping.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            stop.drain_until = drain_until;
+            stop.active_at_stop = self.limits.counts().0;
             self.stop_signal.notify_all();
         }
+        debug!("no longer accepting clients");
         for listener in &self.listeners {
             // On Linux, shutting down a listening socket makes a blocked
             // accept() return EINVAL at once: no self-connection is needed,
@@ -301,23 +349,45 @@ impl Shared {
             // socket is already unusable, which is what is wanted.
             let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
         }
-        self.limits.close_all();
+    }
+
+    /// Closes every connected client and refuses new ones; idempotent.
+    fn close_clients(&self) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cut = self.limits.close_all();
+        self.lock_stop().cut = cut;
+        if cut > 0 {
+            debug!("closed {cut} client(s)");
+        }
+    }
+
+    /// The shutdown state, usable even if a thread panicked holding it.
+    fn lock_stop(&self) -> MutexGuard<'_, Stop> {
+        self.stop
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits for `timeout`, or less if shutdown is asked for meanwhile.
     pub(crate) fn pause(&self, timeout: Duration) {
-        let lock = self
-            .stop_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stop = self.lock_stop();
         let _ = self
             .stop_signal
-            .wait_timeout_while(lock, timeout, |_| !self.is_stopping());
+            .wait_timeout_while(stop, timeout, |_| !self.is_stopping());
     }
 
     /// The statistics now.
     fn stats(&self) -> Stats {
         let (active, peak) = self.limits.counts();
+        let stop = self.lock_stop();
+        let cut = stop.cut;
+        let drained = if self.is_stopping() {
+            stop.active_at_stop.saturating_sub(active + cut)
+        } else {
+            0
+        };
         Stats {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
             rejected: self.counters.rejected.load(Ordering::Relaxed),
@@ -325,12 +395,14 @@ impl Shared {
             peak,
             bytes_echoed: self.counters.bytes_echoed.load(Ordering::Relaxed),
             uptime: self.started.elapsed(),
+            drained,
+            cut,
         }
     }
 }
 
 /// Binds every address named in `names` on `port`.
-fn bind_all(names: &[String], mut port: u16) -> io::Result<Vec<TcpListener>> {
+fn bind_all(names: &[String], mut port: u16, reuse_port: bool) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for name in names {
         let explicit = name.trim_matches(['[', ']']).parse::<IpAddr>().ok();
@@ -343,7 +415,7 @@ fn bind_all(names: &[String], mut port: u16) -> io::Result<Vec<TcpListener>> {
             // With port 0, every address shares the port the first one got,
             // so `localhost:PORT` means the same server on 127.0.0.1 and ::1.
             let addr = SocketAddr::new(addr.ip(), port);
-            match listen(addr) {
+            match listen(addr, reuse_port) {
                 Ok(listener) => {
                     port = listener.local_addr()?.port();
                     listeners.push(listener);
@@ -379,10 +451,13 @@ fn resolve(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 /// A listening socket on `addr`, with the options every listener gets.
-pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // `::` then means IPv6 only, as in nginx, so that `0.0.0.0` and `::`
         // can both be bound.

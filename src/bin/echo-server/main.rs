@@ -1,12 +1,14 @@
 //! `echo-server`: the command line in front of [`echo_server::Server`].
 
+mod system;
+
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use echo_server::{Config, Server, ShutdownHandle};
-use log::{info, warn};
+use echo_server::{Config, Server};
+use log::info;
 
 /// A thread-per-connection TCP echo server: every byte a client sends comes
 /// back, in order, exactly once.
@@ -51,6 +53,20 @@ struct Cli {
     )]
     idle_timeout: Duration,
 
+    /// Set SO_REUSEPORT, so a new instance can bind while an old one drains
+    #[arg(long, env = "ECHO_SERVER_REUSE_PORT")]
+    reuse_port: bool,
+
+    /// On SIGTERM, let clients finish for this long before closing them
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "0s",
+        value_parser = humantime::parse_duration,
+        env = "ECHO_SERVER_DRAIN_TIMEOUT"
+    )]
+    drain_timeout: Duration,
+
     /// More logging: -v debug (every read), -vv trace
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -69,6 +85,7 @@ impl Cli {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            reuse_port: self.reuse_port,
         }
     }
 
@@ -99,10 +116,13 @@ fn main() -> ExitCode {
 /// Binds, announces the addresses, serves until a signal, logs the summary.
 fn run(cli: &Cli) -> io::Result<()> {
     let config = cli.config();
-    raise_descriptor_limit(config.max_connections);
-    let server = Server::bind(&config)?;
+    system::raise_descriptor_limit(config.max_connections);
+    let server = match system::inherited_listeners()? {
+        Some(listeners) => Server::from_listeners(listeners, config)?,
+        None => Server::bind(&config)?,
+    };
     announce(server.local_addrs())?;
-    stop_on_signals(server.handle())?;
+    system::stop_on_signals(server.handle(), cli.drain_timeout)?;
     let stats = server.run()?;
     info!("stopped: {stats}");
     Ok(())
@@ -121,44 +141,6 @@ fn announce(addrs: &[std::net::SocketAddr]) -> io::Result<()> {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
-}
-
-/// Descriptors each client costs beyond its socket: listeners, logs, the
-/// accept loops' reserve, the signal pipe.
-const DESCRIPTOR_RESERVE: u64 = 64;
-
-/// Raises the soft limit on open files toward the hard limit, and warns when
-/// it cannot cover `max_connections` clients.
-fn raise_descriptor_limit(max_connections: usize) {
-    let wanted = max_connections as u64 + DESCRIPTOR_RESERVE;
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if max_connections > 0 && limit < wanted => warn!(
-            "open file limit is {limit}: fewer than --max-connections {max_connections} clients \
-             can be served at once"
-        ),
-        Ok(_) => {}
-        Err(error) => warn!("cannot raise the open file limit: {error}"),
-    }
-}
-
-/// Starts a thread that waits for SIGINT or SIGTERM and stops the server;
-/// a second signal ends the process at once.
-fn stop_on_signals(handle: ShutdownHandle) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("echo-signals".to_owned())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if handle.is_shutdown() {
-                    warn!("signal {signal} again: exiting at once");
-                    std::process::exit(1);
-                }
-                info!("signal {signal}: shutting down");
-                handle.shutdown();
-            }
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,87 @@
+//! What the process needs from the system: descriptors, inherited sockets,
+//! signals.
+
+use std::io;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use echo_server::ShutdownHandle;
+use log::{info, warn};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Descriptors the server needs beyond one per client: listeners, logs,
+/// the accept loops' reserve, the signal pipe.
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit, and warns when it
+/// cannot cover `max_connections` clients.
+pub fn raise_descriptor_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + DESCRIPTOR_RESERVE;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if max_connections > 0 && limit < wanted => warn!(
+            "open file limit is {limit}: fewer than --max-connections {max_connections} clients \
+             can be served at once"
+        ),
+        Ok(_) => {}
+        Err(error) => warn!("cannot raise the open file limit: {error}"),
+    }
+}
+
+/// The listening sockets passed by a service manager (`LISTEN_FDS` and
+/// `LISTEN_PID`, the systemd convention), if this process was given any.
+///
+/// # Errors
+///
+/// Fails if a passed descriptor is not a TCP listening socket.
+pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    let mut listeners = Vec::with_capacity(fds.len());
+    for index in 0..fds.len() {
+        let listener = fds.take_tcp_listener(index)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("inherited descriptor {} is not available", index + 3),
+            )
+        })?;
+        // The accept loops block; a manager may have passed it non-blocking.
+        listener.set_nonblocking(false)?;
+        listeners.push(listener);
+    }
+    info!("serving {} inherited listening socket(s)", listeners.len());
+    Ok(Some(listeners))
+}
+
+/// Starts a thread that waits for SIGINT and SIGTERM and stops the server.
+///
+/// SIGTERM drains for `drain_timeout` (closes at once when it is zero);
+/// SIGINT, or any second signal, closes every client at once.
+pub fn stop_on_signals(handle: ShutdownHandle, drain_timeout: Duration) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("echo-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                if handle.is_shutdown() {
+                    info!("{name} again: closing every client now");
+                    handle.shutdown();
+                } else if signal == SIGTERM && !drain_timeout.is_zero() {
+                    info!(
+                        "{name}: no longer accepting; draining clients for up to {drain_timeout:?}"
+                    );
+                    handle.drain(drain_timeout);
+                } else {
+                    info!("{name}: shutting down");
+                    handle.shutdown();
+                }
+            }
+        })?;
+    Ok(())
+}
