@@ -13,7 +13,7 @@ use echo_server::Client;
 /// Sends messages to an echo server and checks that each comes back
 /// unchanged.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Messages to send, each exactly as given (no newline added); without
     /// any, each line of standard input is sent with its newline

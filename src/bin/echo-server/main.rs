@@ -13,7 +13,7 @@ use log::info;
 /// A thread-per-connection TCP echo server: every byte a client sends comes
 /// back, in order, exactly once.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Port to listen on (0 = any free port)
     #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT, env = "ECHO_SERVER_PORT")]
