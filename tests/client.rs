@@ -1,0 +1,213 @@
+//! The client side: the library's `Client`, and the `echo-client` binary
+//! against a real server and against servers that misbehave.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use echo_server::Client;
+
+/// How long the client tests let a client wait for a reply that will not
+/// come: short, so that a test of a timeout takes a fraction of a second.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Runs `echo-client ARGS` with `input` on its standard input.
+fn run_client(args: &[&str], input: &[u8]) -> common::Finished {
+    common::run_bounded(common::echo_client().args(args), input)
+}
+
+/// A server that replies to every read with as many bytes, all `X`.
+fn wrong_bytes_server() -> std::net::SocketAddr {
+    common::serve_one(|mut stream| {
+        let mut buffer = [0; 4096];
+        while let Ok(read @ 1..) = stream.read(&mut buffer) {
+            if stream.write_all(&vec![b'X'; read]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn client_send_returns_exactly_the_bytes_sent_for_a_message_larger_than_one_read() {
+    let server = TestServer::start();
+    let mut message = vec![0; 256 * 1024];
+    fastrand::fill(&mut message);
+    let mut client = Client::connect(server.addr, common::IO_TIMEOUT).expect("connect");
+    assert_eq!(client.peer_addr(), server.addr);
+
+    let reply = client.send(&message).expect("send");
+
+    assert_eq!(reply.len(), message.len());
+    assert!(reply == message, "the reply differs from the message");
+    assert_eq!(client.send(b"and then").expect("send again"), b"and then");
+}
+
+#[test]
+fn client_close_succeeds_after_the_server_closes_its_side() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.addr, common::IO_TIMEOUT).expect("connect");
+    assert_eq!(client.send(b"Hello, server").unwrap(), b"Hello, server");
+    client.close().expect("close");
+    common::wait_until("the server to count the client gone", || {
+        server.handle.stats().active == 0
+    });
+    assert_eq!(server.handle.stats().bytes_echoed, 13);
+}
+
+#[test]
+fn client_close_fails_when_the_server_sends_unasked_bytes() {
+    let addr = common::serve_one(|mut stream| {
+        let _ = stream.write_all(b"surprise");
+        let mut sink = [0; 64];
+        while matches!(stream.read(&mut sink), Ok(1..)) {}
+    });
+    let client = Client::connect(addr, common::IO_TIMEOUT).expect("connect");
+    let error = client.close().expect_err("unasked bytes");
+    assert_eq!(error.kind(), ErrorKind::InvalidData, "{error}");
+}
+
+#[test]
+fn client_connect_to_a_closed_port_is_connection_refused() {
+    let addr = common::closed_port();
+    let error = Client::connect(addr, common::IO_TIMEOUT).expect_err("nothing listens");
+    assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!("cannot connect to {addr}: connection refused")
+    );
+}
+
+#[test]
+fn client_send_to_a_silent_server_times_out() {
+    let addr = common::silent_server();
+    let mut client = Client::connect(addr, SHORT_TIMEOUT).expect("connect");
+    let started = Instant::now();
+    let error = client.send(b"anyone there?").expect_err("no reply");
+    assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+    assert!(error.to_string().contains(&addr.to_string()), "{error}");
+    // Half the timeout: enough to tell a wait from an immediate failure,
+    // whatever rounding the kernel's timer does.
+    assert!(
+        started.elapsed() >= SHORT_TIMEOUT / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < common::IO_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn client_send_fails_when_the_server_closes_before_replying_in_full() {
+    let addr = common::serve_one(|mut stream| {
+        let mut buffer = [0; 64];
+        let _ = stream.read(&mut buffer);
+        let _ = stream.write_all(b"half");
+    });
+    let mut client = Client::connect(addr, common::IO_TIMEOUT).expect("connect");
+    let error = client.send(b"a whole message").expect_err("short reply");
+    assert_eq!(error.kind(), ErrorKind::UnexpectedEof, "{error}");
+}
+
+#[test]
+fn echo_client_prints_each_reply_and_exits_0() {
+    let server = TestServer::start();
+    let port = server.addr.port().to_string();
+
+    let finished = run_client(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "-n",
+            "3",
+            "Hello, server",
+        ],
+        b"",
+    );
+
+    assert_eq!(finished.code, Some(0), "{finished}");
+    assert_eq!(
+        finished.stdout,
+        "Got reply from server: Hello, server\n".repeat(3),
+        "{finished}"
+    );
+    assert_eq!(finished.stderr, "", "{finished}");
+    let stats = server.stop();
+    assert_eq!((stats.accepted, stats.bytes_echoed), (1, 3 * 13));
+}
+
+#[test]
+fn echo_client_sends_each_line_of_stdin_and_prints_its_reply() {
+    let server = TestServer::start();
+    let port = server.addr.port().to_string();
+
+    let finished = run_client(
+        &["--host", "127.0.0.1", "--port", &port],
+        b"first line\nsecond line\n",
+    );
+
+    assert_eq!(finished.code, Some(0), "{finished}");
+    assert_eq!(
+        finished.stdout, "Got reply from server: first line\nGot reply from server: second line\n",
+        "{finished}"
+    );
+    // The newline of each line is sent too.
+    assert_eq!(server.stop().bytes_echoed, 23);
+}
+
+#[test]
+fn echo_client_exits_1_when_a_reply_differs() {
+    let addr = wrong_bytes_server();
+    let port = addr.port().to_string();
+
+    let finished = run_client(&["--host", "127.0.0.1", "--port", &port, "hello"], b"");
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert!(finished.stderr.starts_with("error: "), "{finished}");
+    assert!(finished.stderr.contains("differs"), "{finished}");
+    assert!(finished.stderr.contains(&addr.to_string()), "{finished}");
+}
+
+#[test]
+fn echo_client_exits_1_naming_the_address_when_the_connection_is_refused() {
+    let addr = common::closed_port();
+    let port = addr.port().to_string();
+
+    let finished = run_client(&["--host", "127.0.0.1", "--port", &port, "hello"], b"");
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert!(finished.stderr.contains(&addr.to_string()), "{finished}");
+    assert!(finished.stderr.contains("connection refused"), "{finished}");
+    assert_eq!(finished.stdout, "", "{finished}");
+}
+
+#[test]
+fn echo_client_exits_1_when_no_reply_comes_within_the_timeout() {
+    let addr = common::silent_server();
+    let port = addr.port().to_string();
+
+    let finished = run_client(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--timeout",
+            "300ms",
+            "hello",
+        ],
+        b"",
+    );
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert!(finished.stderr.contains("no reply"), "{finished}");
+    assert!(finished.stderr.contains(&addr.to_string()), "{finished}");
+    assert_eq!(finished.stdout, "", "{finished}");
+}
