@@ -33,13 +33,16 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod cidr;
 mod client;
 mod handler;
 mod limits;
 mod listener;
 mod preview;
+mod proxy;
 mod server;
 
+pub use cidr::{Cidr, CidrError};
 pub use client::Client;
 pub use server::{
     Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Server,
