@@ -57,19 +57,25 @@ impl Client {
     /// sent. An echo server returns them unchanged; comparing is the
     /// caller's choice.
     ///
+    /// A long message goes out in chunks, each read back before the next is
+    /// written, so that neither side blocks on full socket buffers.
+    ///
     /// # Errors
     ///
-    /// Fails with [`io::ErrorKind::TimedOut`] if the whole reply does not
-    /// come within the timeout, [`io::ErrorKind::UnexpectedEof`] if the
-    /// server closes first, or with the error of the connection.
+    /// Fails with [`io::ErrorKind::TimedOut`] if a chunk cannot be sent or
+    /// its reply does not come within the timeout,
+    /// [`io::ErrorKind::UnexpectedEof`] if the server closes first, or with
+    /// the error of the connection.
     pub fn send(&mut self, message: &[u8]) -> io::Result<Vec<u8>> {
-        self.stream
-            .write_all(message)
-            .map_err(|error| self.describe(error))?;
         let mut reply = vec![0; message.len()];
-        self.stream
-            .read_exact(&mut reply)
-            .map_err(|error| self.describe(error))?;
+        for (chunk, echo) in message.chunks(SEND_CHUNK).zip(reply.chunks_mut(SEND_CHUNK)) {
+            self.stream
+                .write_all(chunk)
+                .map_err(|error| self.describe(error, Step::Send))?;
+            self.stream
+                .read_exact(echo)
+                .map_err(|error| self.describe(error, Step::Reply))?;
+        }
         Ok(reply)
     }
 
@@ -83,7 +89,7 @@ impl Client {
     pub fn close(mut self) -> io::Result<()> {
         self.stream
             .shutdown(Shutdown::Write)
-            .map_err(|error| self.describe(error))?;
+            .map_err(|error| self.describe(error, Step::Close))?;
         let mut extra = [0; 1];
         match self.stream.read(&mut extra) {
             Ok(0) => Ok(()),
@@ -91,29 +97,46 @@ impl Client {
                 io::ErrorKind::InvalidData,
                 format!("{} sent bytes that were not asked for", self.peer),
             )),
-            Err(error) => Err(self.describe(error)),
+            Err(error) => Err(self.describe(error, Step::Close)),
         }
     }
 
-    /// The error, saying which server and what happened; a read timeout
-    /// (EAGAIN on Unix) becomes [`io::ErrorKind::TimedOut`].
-    fn describe(&self, error: io::Error) -> io::Error {
-        match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no reply from {} within {:?}", self.peer, self.timeout),
-            ),
-            io::ErrorKind::UnexpectedEof => io::Error::new(
+    /// The error of `step`, naming the server; a socket timeout (EAGAIN on
+    /// Unix) becomes [`io::ErrorKind::TimedOut`].
+    fn describe(&self, error: io::Error, step: Step) -> io::Error {
+        let (peer, timeout) = (self.peer, self.timeout);
+        match (error.kind(), step) {
+            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
+                let message = match step {
+                    Step::Send => format!("cannot send to {peer} within {timeout:?}"),
+                    Step::Reply => format!("no reply from {peer} within {timeout:?}"),
+                    Step::Close => format!("{peer} did not close within {timeout:?}"),
+                };
+                io::Error::new(io::ErrorKind::TimedOut, message)
+            }
+            (io::ErrorKind::UnexpectedEof, _) => io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} closed the connection before replying in full",
-                    self.peer
-                ),
+                format!("{peer} closed the connection before replying in full"),
             ),
-            kind => io::Error::new(kind, format!("{}: {}", self.peer, reason(&error))),
+            (kind, _) => io::Error::new(kind, format!("{peer}: {}", reason(&error))),
         }
     }
 }
+
+/// What the client was doing when an error came.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Writing a message.
+    Send,
+    /// Reading its echo.
+    Reply,
+    /// Closing.
+    Close,
+}
+
+/// How much of a message is written before its echo is read back: well
+/// under what loopback and most networks buffer in flight.
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// A connected, configured stream to `peer`.
 fn connect_one(peer: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {

@@ -46,6 +46,20 @@ fn client_send_returns_exactly_the_bytes_sent_for_a_message_larger_than_one_read
 }
 
 #[test]
+fn client_send_returns_a_message_larger_than_the_socket_buffers_without_deadlock() {
+    // Loopback buffers a few MiB in flight; writing 32 MiB before reading
+    // any of it back would block both ends until the timeout.
+    let server = TestServer::start();
+    let mut message = vec![0; 32 * 1024 * 1024];
+    fastrand::fill(&mut message);
+    let mut client = Client::connect(server.addr, Duration::from_secs(5)).expect("connect");
+
+    let reply = client.send(&message).expect("send 32 MiB");
+
+    assert!(reply == message, "the reply differs from the message");
+}
+
+#[test]
 fn client_close_succeeds_after_the_server_closes_its_side() {
     let server = TestServer::start();
     let mut client = Client::connect(server.addr, common::IO_TIMEOUT).expect("connect");
