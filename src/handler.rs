@@ -5,12 +5,14 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, log_enabled};
 
 use crate::limits::Permit;
+use crate::listener::{self, Rejection};
 use crate::preview::Preview;
+use crate::proxy::{self, Header};
 use crate::server::Shared;
 
 /// Size of the first read buffer: a typical message fits, and an idle client
@@ -61,17 +63,53 @@ impl fmt::Display for End {
     }
 }
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// The client: the connection's source, or what a PROXY header said.
+    client: SocketAddr,
+    /// The load balancer that relayed the connection, if any.
+    proxy: Option<SocketAddr>,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proxy {
+            Some(proxy) => write!(f, "{} via {proxy}", self.client),
+            None => write!(f, "{}", self.client),
+        }
+    }
+}
+
+/// Longest wait for a PROXY header: a balancer sends it at once, so a
+/// connection without one is not from a balancer.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Serves one client until it goes; `permit` is its slot, given back when
 /// this returns (or unwinds).
-pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, permit: Permit) {
-    let _permit = permit;
+pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut permit: Permit) {
     let started = Instant::now();
+    if let Err(error) = configure(stream, shared) {
+        debug!("{peer} dropped before it was served: {error}");
+        return;
+    }
+    let (peer, pending) = if shared.config.proxy_protocol {
+        match proxy_handshake(shared, stream, peer, &mut permit) {
+            Ok(accepted) => accepted,
+            Err(rejection) => return listener::reject(shared, peer, &rejection),
+        }
+    } else {
+        (
+            Peer {
+                client: peer,
+                proxy: None,
+            },
+            Vec::new(),
+        )
+    };
     info!("{peer} connected");
     let mut echoed = 0;
-    let end = match configure(stream, shared) {
-        Ok(()) => echo(stream, peer, &mut echoed),
-        Err(error) => End::from(error),
-    };
+    let end = echo(stream, peer, &pending, &mut echoed);
     let end = if shared.is_closing() {
         End::Shutdown
     } else {
@@ -87,6 +125,41 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, permi
     );
 }
 
+/// Reads the PROXY header and admits the client it names, returning who it
+/// is and the bytes that came after the header.
+fn proxy_handshake(
+    shared: &Shared,
+    mut stream: &TcpStream,
+    proxy: SocketAddr,
+    permit: &mut Permit,
+) -> Result<(Peer, Vec<u8>), Rejection> {
+    let idle = shared.config.idle_timeout;
+    let wait = idle.map_or(PROXY_HEADER_TIMEOUT, |idle| idle.min(PROXY_HEADER_TIMEOUT));
+    let header = stream
+        .set_read_timeout(Some(wait))
+        .and_then(|()| proxy::read_header(&mut stream))
+        .and_then(|header| stream.set_read_timeout(idle).map(|()| header));
+    let (header, pending) = header.map_err(Rejection::BadHeader)?;
+    let peer = match header {
+        Header::Proxied { source, .. } => Peer {
+            client: source,
+            proxy: Some(proxy),
+        },
+        // A balancer's own connection (a health check): its address is the
+        // client's.
+        Header::Local => Peer {
+            client: proxy,
+            proxy: None,
+        },
+    };
+    let ip = peer.client.ip();
+    if !shared.config.admits(ip) {
+        return Err(Rejection::Denied);
+    }
+    permit.claim_ip(ip).map_err(Rejection::Limit)?;
+    Ok((peer, pending))
+}
+
 /// Socket options every client gets.
 fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
     // An echo is a reply: send it now rather than wait for more to coalesce.
@@ -96,10 +169,16 @@ fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_write_timeout(timeout)
 }
 
-/// Writes back every byte read until EOF, then shuts down the write side.
-/// Counts the bytes echoed in `echoed`, which the caller reads even when an
-/// error ends the loop.
-fn echo(mut stream: &TcpStream, peer: SocketAddr, echoed: &mut u64) -> End {
+/// Writes back `pending` (read with a PROXY header), then every byte read
+/// until EOF, then shuts down the write side. Counts the bytes echoed in
+/// `echoed`, which the caller reads even when an error ends the loop.
+fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) -> End {
+    if !pending.is_empty() {
+        if let Err(error) = stream.write_all(pending) {
+            return End::from(error);
+        }
+        *echoed += pending.len() as u64;
+    }
     let mut buffer = vec![0; BUFFER_MIN];
     loop {
         let read = match stream.read(&mut buffer) {

@@ -68,8 +68,8 @@ struct State {
 pub(crate) struct Permit {
     /// The slots this permit belongs to.
     limits: Arc<Limits>,
-    /// The client's address, for the per-IP count.
-    ip: IpAddr,
+    /// The client's address, once known, for the per-IP count.
+    ip: Option<IpAddr>,
     /// This permit's key in the socket registry.
     id: u64,
 }
@@ -91,10 +91,12 @@ impl Limits {
         }
     }
 
-    /// Takes a slot for a client from `ip` whose socket is `socket`.
+    /// Takes a slot for a client whose socket is `socket`, counted against
+    /// `ip` when its address is known; a client behind a proxy gets its
+    /// address later, with [`Permit::claim_ip`].
     pub(crate) fn acquire(
         self: &Arc<Self>,
-        ip: IpAddr,
+        ip: Option<IpAddr>,
         socket: &Arc<TcpStream>,
     ) -> Result<Permit, Refusal> {
         let mut state = self.lock();
@@ -104,12 +106,8 @@ impl Limits {
         if state.total >= self.max_total {
             return Err(Refusal::Full);
         }
-        if self.max_per_ip > 0 {
-            let count = state.per_ip.entry(ip).or_insert(0);
-            if *count >= self.max_per_ip {
-                return Err(Refusal::PerIpFull);
-            }
-            *count += 1;
+        if let Some(ip) = ip {
+            self.count_ip(&mut state, ip)?;
         }
         state.total += 1;
         state.peak = state.peak.max(state.total);
@@ -121,6 +119,18 @@ impl Limits {
             ip,
             id,
         })
+    }
+
+    /// Counts one more client from `ip`, unless that address is at its limit.
+    fn count_ip(&self, state: &mut State, ip: IpAddr) -> Result<(), Refusal> {
+        if self.max_per_ip > 0 {
+            let count = state.per_ip.entry(ip).or_insert(0);
+            if *count >= self.max_per_ip {
+                return Err(Refusal::PerIpFull);
+            }
+            *count += 1;
+        }
+        Ok(())
     }
 
     /// Refuses every later client and shuts down the socket of every current
@@ -170,15 +180,27 @@ impl Limits {
     }
 }
 
+impl Permit {
+    /// Counts this permit against `ip`, the client's address as a proxy
+    /// reported it, unless that address is at its limit.
+    pub(crate) fn claim_ip(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        assert!(self.ip.is_none(), "a permit's address is claimed only once");
+        let mut state = self.limits.lock();
+        self.limits.count_ip(&mut state, ip)?;
+        self.ip = Some(ip);
+        Ok(())
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.limits.lock();
         state.sockets.remove(&self.id);
-        if self.limits.max_per_ip > 0 {
-            if let Some(count) = state.per_ip.get_mut(&self.ip) {
+        if let (true, Some(ip)) = (self.limits.max_per_ip > 0, self.ip) {
+            if let Some(count) = state.per_ip.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
-                    state.per_ip.remove(&self.ip);
+                    state.per_ip.remove(&ip);
                 }
             }
         }
@@ -204,11 +226,11 @@ mod tests {
         let limits = Arc::new(Limits::new(2, 0));
         let ip = IpAddr::from(Ipv4Addr::LOCALHOST);
         let s = socket();
-        let a = limits.acquire(ip, &s).unwrap();
-        let _b = limits.acquire(ip, &s).unwrap();
-        assert_eq!(limits.acquire(ip, &s).unwrap_err(), Refusal::Full);
+        let a = limits.acquire(Some(ip), &s).unwrap();
+        let _b = limits.acquire(Some(ip), &s).unwrap();
+        assert_eq!(limits.acquire(Some(ip), &s).unwrap_err(), Refusal::Full);
         drop(a);
-        assert!(limits.acquire(ip, &s).is_ok());
+        assert!(limits.acquire(Some(ip), &s).is_ok());
         assert_eq!(limits.counts(), (1, 2));
     }
 
@@ -218,11 +240,28 @@ mod tests {
         let one = IpAddr::from(Ipv4Addr::new(127, 0, 0, 1));
         let two = IpAddr::from(Ipv4Addr::new(127, 0, 0, 2));
         let s = socket();
-        let _a = limits.acquire(one, &s).unwrap();
-        assert_eq!(limits.acquire(one, &s).unwrap_err(), Refusal::PerIpFull);
-        let b = limits.acquire(two, &s).unwrap();
+        let _a = limits.acquire(Some(one), &s).unwrap();
+        assert_eq!(
+            limits.acquire(Some(one), &s).unwrap_err(),
+            Refusal::PerIpFull
+        );
+        let b = limits.acquire(Some(two), &s).unwrap();
         drop(b);
         assert!(!limits.lock().per_ip.contains_key(&two));
+    }
+
+    #[test]
+    fn claims_the_address_a_proxy_reports_against_the_per_ip_limit() {
+        let limits = Arc::new(Limits::new(0, 1));
+        let client = IpAddr::from(Ipv4Addr::new(192, 0, 2, 7));
+        let s = socket();
+        let mut first = limits.acquire(None, &s).unwrap();
+        first.claim_ip(client).unwrap();
+        let mut second = limits.acquire(None, &s).unwrap();
+        assert_eq!(second.claim_ip(client).unwrap_err(), Refusal::PerIpFull);
+        drop(first);
+        let mut third = limits.acquire(None, &s).unwrap();
+        assert!(third.claim_ip(client).is_ok());
     }
 
     #[test]
@@ -231,14 +270,14 @@ mod tests {
         let ip = IpAddr::from(Ipv4Addr::LOCALHOST);
         let s = socket();
         limits.close_all();
-        assert_eq!(limits.acquire(ip, &s).unwrap_err(), Refusal::Closed);
+        assert_eq!(limits.acquire(Some(ip), &s).unwrap_err(), Refusal::Closed);
     }
 
     #[test]
     fn releases_permit_when_holder_panics() {
         let limits = Arc::new(Limits::new(1, 0));
         let permit = limits
-            .acquire(IpAddr::from(Ipv4Addr::LOCALHOST), &socket())
+            .acquire(Some(IpAddr::from(Ipv4Addr::LOCALHOST)), &socket())
             .unwrap();
         let result = std::thread::spawn(move || {
             let _permit = permit;

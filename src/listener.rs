@@ -2,6 +2,7 @@
 //! permit, then a thread of its own) and survives every error but a dead
 //! listener.
 
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -118,7 +119,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> 
                     }
                     if is_out_of_descriptors(&error) && reserve.take().is_some() {
                         if let Ok((_stream, peer)) = listener.accept() {
-                            reject(shared, peer, "out of file descriptors");
+                            reject(shared, peer, &Rejection::NoDescriptor);
                         }
                         reserve = File::open("/dev/null").ok();
                     }
@@ -136,12 +137,25 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 }
 
 /// Gives `stream` a permit and a thread, or closes it at once.
+///
+/// Behind a proxy, the client's address is known only once its thread has
+/// read the PROXY header: the access lists and the per-IP limit are applied
+/// there, and here only whether the proxy may connect at all.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let config = &shared.config;
+    let client_ip = (!config.proxy_protocol).then_some(peer.ip());
+    match client_ip {
+        Some(ip) if !config.admits(ip) => return reject(shared, peer, &Rejection::Denied),
+        None if !config.trusts_proxy(peer.ip()) => {
+            return reject(shared, peer, &Rejection::UntrustedProxy);
+        }
+        _ => {}
+    }
     let stream = Arc::new(stream);
-    let permit = match shared.limits.acquire(peer.ip(), &stream) {
+    let permit = match shared.limits.acquire(client_ip, &stream) {
         Ok(permit) => permit,
         Err(Refusal::Closed) => return,
-        Err(refusal) => return reject(shared, peer, refusal.reason()),
+        Err(refusal) => return reject(shared, peer, &Rejection::Limit(refusal)),
     };
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
@@ -154,17 +168,54 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         }
         // The closure, with the stream and the permit, is dropped here: the
         // client is closed and its slot given back.
-        Err(error) => reject(shared, peer, &format!("cannot start a thread: {error}")),
+        Err(error) => reject(shared, peer, &Rejection::NoThread(error)),
+    }
+}
+
+/// Why a client is closed without being served.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// A connection limit is reached.
+    Limit(Refusal),
+    /// The access lists do not admit the client.
+    Denied,
+    /// The peer may not send PROXY headers.
+    UntrustedProxy,
+    /// The PROXY header was missing, malformed or late.
+    BadHeader(io::Error),
+    /// No thread could be started for the client.
+    NoThread(io::Error),
+    /// The process is out of descriptors: the client was accepted with the
+    /// reserve descriptor only to be closed.
+    NoDescriptor,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Limit(refusal) => f.write_str(refusal.reason()),
+            Rejection::Denied => f.write_str("denied by the access lists"),
+            Rejection::UntrustedProxy => f.write_str("not allowed to send PROXY headers"),
+            Rejection::BadHeader(error) => write!(f, "bad PROXY header: {error}"),
+            Rejection::NoThread(error) => write!(f, "cannot start a thread: {error}"),
+            Rejection::NoDescriptor => f.write_str("out of file descriptors"),
+        }
     }
 }
 
 /// Counts a client closed without being served, and warns about it at most
 /// once a second.
-fn reject(shared: &Shared, peer: SocketAddr, reason: &str) {
-    shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-    debug!("{peer} rejected: {reason}");
+pub(crate) fn reject(shared: &Shared, peer: impl fmt::Display, why: &Rejection) {
+    let counters = &shared.counters;
+    let counter = match why {
+        Rejection::Denied | Rejection::UntrustedProxy => &counters.denied,
+        Rejection::BadHeader(_) => &counters.proxy_errors,
+        _ => &counters.rejected,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    debug!("{peer} rejected: {why}");
     if let Some(count) = shared.rejections.event() {
-        warn!("rejected {count} client(s) since the last warning; latest {peer}: {reason}");
+        warn!("rejected {count} client(s) since the last warning; latest {peer}: {why}");
     }
 }
 

@@ -15,9 +15,6 @@
 //! as soon as its bytes stop matching, so that a client speaking something
 //! else is closed without waiting for a timeout.
 
-// The server does not read PROXY headers yet; this goes when it does.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Read};
@@ -186,7 +183,9 @@ pub(crate) fn read_header(stream: &mut impl Read) -> io::Result<(Header, Vec<u8>
                 let payload = buffer.split_off(length);
                 return Ok((header, payload));
             }
-            Ok(Parse::Incomplete) => {}
+            Ok(Parse::Incomplete) => {
+                debug_assert!(buffer.len() < MAX_HEADER_LEN, "parse bounds the header");
+            }
             Err(error) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
         }
     }

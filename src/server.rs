@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use crate::Cidr;
 use crate::limits::Limits;
 use crate::listener::{self, Throttle};
 
@@ -58,6 +59,16 @@ pub struct Config {
     /// Sets `SO_REUSEPORT` on the listeners, so that a new instance can bind
     /// the same address while this one drains.
     pub reuse_port: bool,
+    /// Every connection starts with a PROXY protocol header (version 1 or 2):
+    /// the client address it carries is the one logged, limited per IP and
+    /// checked against the access lists.
+    pub proxy_protocol: bool,
+    /// Peers allowed to send PROXY headers; empty allows any.
+    pub proxy_from: Vec<Cidr>,
+    /// Client addresses served; empty serves all (but `deny`).
+    pub allow: Vec<Cidr>,
+    /// Client addresses never served, even if `allow` has them.
+    pub deny: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -69,7 +80,24 @@ impl Default for Config {
             max_connections_per_ip: 0,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             reuse_port: false,
+            proxy_protocol: false,
+            proxy_from: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
         }
+    }
+}
+
+impl Config {
+    /// Whether the access lists let a client from `ip` be served.
+    pub(crate) fn admits(&self, ip: IpAddr) -> bool {
+        let listed = |list: &[Cidr]| list.iter().any(|range| range.contains(ip));
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
+
+    /// Whether `ip` may send a PROXY header.
+    pub(crate) fn trusts_proxy(&self, ip: IpAddr) -> bool {
+        self.proxy_from.is_empty() || self.proxy_from.iter().any(|range| range.contains(ip))
     }
 }
 
@@ -81,6 +109,12 @@ pub struct Stats {
     pub accepted: u64,
     /// Clients accepted and closed at once: over a limit, or no thread.
     pub rejected: u64,
+    /// Clients closed at once because the access lists do not admit them
+    /// (or, behind a proxy, because the proxy is not trusted).
+    pub denied: u64,
+    /// Connections closed because their PROXY header was missing,
+    /// malformed or late.
+    pub proxy_errors: u64,
     /// Clients served right now.
     pub active: usize,
     /// The most clients served at once.
@@ -100,10 +134,12 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted, {} rejected, {} at most at once, {} bytes echoed in {:.1?}; \
-             at shutdown {} left on their own, {} closed",
+            "{} accepted, {} rejected, {} denied, {} bad PROXY headers, {} at most at once, \
+             {} bytes echoed in {:.1?}; at shutdown {} left on their own, {} closed",
             self.accepted,
             self.rejected,
+            self.denied,
+            self.proxy_errors,
             self.peak,
             self.bytes_echoed,
             self.uptime,
@@ -177,6 +213,10 @@ pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     /// Clients accepted and closed at once.
     pub(crate) rejected: AtomicU64,
+    /// Clients the access lists refused.
+    pub(crate) denied: AtomicU64,
+    /// Connections with a bad PROXY header.
+    pub(crate) proxy_errors: AtomicU64,
     /// Bytes echoed to clients that have left; added once per connection so
     /// that the echo loop touches no shared cache line.
     pub(crate) bytes_echoed: AtomicU64,
@@ -391,6 +431,8 @@ impl Shared {
         Stats {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
             rejected: self.counters.rejected.load(Ordering::Relaxed),
+            denied: self.counters.denied.load(Ordering::Relaxed),
+            proxy_errors: self.counters.proxy_errors.load(Ordering::Relaxed),
             active,
             peak,
             bytes_echoed: self.counters.bytes_echoed.load(Ordering::Relaxed),

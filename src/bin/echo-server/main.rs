@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use echo_server::{Config, Server};
+use echo_server::{Cidr, Config, Server};
 use log::info;
 
 /// A thread-per-connection TCP echo server: every byte a client sends comes
@@ -67,6 +67,37 @@ struct Cli {
     )]
     drain_timeout: Duration,
 
+    /// Every connection starts with a PROXY header (v1 or v2, auto-detected)
+    #[arg(long, env = "ECHO_SERVER_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+
+    /// Peers allowed to send PROXY headers; repeatable [default: any]
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "ECHO_SERVER_PROXY_FROM",
+        value_delimiter = ','
+    )]
+    proxy_from: Vec<Cidr>,
+
+    /// Serve only these client addresses; repeatable [default: all]
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "ECHO_SERVER_ALLOW",
+        value_delimiter = ','
+    )]
+    allow: Vec<Cidr>,
+
+    /// Never serve these client addresses; repeatable
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "ECHO_SERVER_DENY",
+        value_delimiter = ','
+    )]
+    deny: Vec<Cidr>,
+
     /// More logging: -v debug (every read), -vv trace
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -86,6 +117,10 @@ impl Cli {
             max_connections_per_ip: self.max_connections_per_ip,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             reuse_port: self.reuse_port,
+            proxy_protocol: self.proxy_protocol,
+            proxy_from: self.proxy_from.clone(),
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
         }
     }
 
