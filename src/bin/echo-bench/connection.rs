@@ -1,0 +1,242 @@
+//! One client connection: a non-blocking connect, then round trips of one
+//! random message each, written and read back as the socket allows.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+/// How many distinct starting points a connection's messages are cut from:
+/// consecutive messages never start at the same one, so a server that
+/// replays an earlier reply is caught.
+const ROTATION: usize = 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The non-blocking connect has not completed yet.
+    Connecting,
+    /// Connected, no message outstanding.
+    Idle,
+    /// A message is being written and its echo read.
+    InFlight,
+}
+
+/// A round trip that has come back whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// From the first byte written to the last byte read.
+    pub latency: Duration,
+    /// When the last byte was read.
+    pub at: Instant,
+    /// Whether the reply was exactly what was sent.
+    pub intact: bool,
+}
+
+/// A connection to the server and its current message.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket, registered with the worker's event loop.
+    stream: TcpStream,
+    /// What the connection is doing.
+    phase: Phase,
+    /// Random bytes of this connection; each message is the `size` bytes
+    /// from `offset`. Cutting messages from one buffer costs nothing per
+    /// message, so the generator's CPU goes into I/O.
+    pattern: Vec<u8>,
+    /// Message size.
+    size: usize,
+    /// Where the current message starts in `pattern`.
+    offset: usize,
+    /// Bytes of the current message written.
+    written: usize,
+    /// Bytes of its echo read.
+    read: usize,
+    /// Whether the echo read so far differs from what was sent.
+    differs: bool,
+    /// When the connect began, then when the current message's first byte
+    /// was written: what the timeouts count from.
+    since: Instant,
+    /// When the next message is due, in periodic mode.
+    pub due: Instant,
+}
+
+impl Connection {
+    /// Starts a non-blocking connect to `addr`; the caller registers the
+    /// stream and calls [`Connection::finish_connect`] when it is writable.
+    ///
+    /// # Errors
+    ///
+    /// Fails if no socket can be created (out of descriptors) or the connect
+    /// fails at once (no route, no local port).
+    pub fn open(addr: SocketAddr, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
+        let stream = TcpStream::connect(addr)?;
+        let mut pattern = vec![0; size + ROTATION];
+        rng.fill(&mut pattern);
+        let now = Instant::now();
+        Ok(Connection {
+            stream,
+            phase: Phase::Connecting,
+            pattern,
+            size,
+            offset: 0,
+            written: 0,
+            read: 0,
+            differs: false,
+            since: now,
+            due: now,
+        })
+    }
+
+    /// The socket, to register with or deregister from the event loop.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Whether the connect is still under way.
+    pub fn is_connecting(&self) -> bool {
+        self.phase == Phase::Connecting
+    }
+
+    /// Whether a message is outstanding.
+    pub fn is_in_flight(&self) -> bool {
+        self.phase == Phase::InFlight
+    }
+
+    /// Whether the connect or the current round trip has been going on for
+    /// `timeout` at `now`.
+    pub fn is_overdue(&self, timeout: Duration, now: Instant) -> bool {
+        self.phase != Phase::Idle && now.saturating_duration_since(self.since) >= timeout
+    }
+
+    /// Checks a connecting socket after a readiness event: `Ok(true)` once
+    /// connected, `Ok(false)` if the event came before the connect finished.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the reason the connect failed (refused, unreachable).
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(error) = self.stream.take_error()? {
+            return Err(error);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                // Each message waits for its echo: Nagle's
+                // algorithm would only add delay to the latency measured.
+                self.stream.set_nodelay(true)?;
+                self.phase = Phase::Idle;
+                Ok(true)
+            }
+            Err(error)
+                if error.kind() == io::ErrorKind::NotConnected
+                    || error.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Starts the next message, cut from a new place in the pattern, and
+    /// writes as much of it as the socket takes. The echo is left to
+    /// [`Connection::pump`] when the event loop reports it: reading at once
+    /// would nearly always find nothing, and a connection whose echo did
+    /// come back at once would keep the worker to itself.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the connection's error.
+    pub fn send(&mut self, rng: &mut fastrand::Rng) -> io::Result<()> {
+        debug_assert_eq!(self.phase, Phase::Idle, "one message at a time");
+        self.offset = (self.offset + rng.usize(1..ROTATION)) % ROTATION;
+        self.written = 0;
+        self.read = 0;
+        self.differs = false;
+        self.phase = Phase::InFlight;
+        self.since = Instant::now();
+        while self.write_some()? > 0 {}
+        Ok(())
+    }
+
+    /// Writes what remains of the message and reads what has come back,
+    /// until the socket would block or the echo is complete, comparing each
+    /// piece read with what was sent. Reading goes on while writing, since a
+    /// message larger than the socket buffers would otherwise deadlock with
+    /// a server blocked writing its echo. Returns the echo once all of it is
+    /// back; does nothing unless a message is in flight.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the connection's error, or `UnexpectedEof` if the server
+    /// closes before the whole echo is back.
+    pub fn pump(&mut self, scratch: &mut [u8]) -> io::Result<Option<Echo>> {
+        if self.phase != Phase::InFlight {
+            return Ok(None);
+        }
+        loop {
+            let wrote = self.write_some()?;
+            let got = self.read_some(scratch)?;
+            if self.read == self.size {
+                self.phase = Phase::Idle;
+                let at = Instant::now();
+                return Ok(Some(Echo {
+                    latency: at.saturating_duration_since(self.since),
+                    at,
+                    intact: !self.differs,
+                }));
+            }
+            // Stop once neither direction can go on: nothing came back, and
+            // either the write would block or there is nothing left to write.
+            if got == 0 && (wrote == 0 || self.written == self.size) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Writes what the socket takes of the rest of the message; 0 if it
+    /// takes nothing or all was written.
+    fn write_some(&mut self) -> io::Result<usize> {
+        let message = &self.pattern[self.offset..self.offset + self.size];
+        while self.written < self.size {
+            match self.stream.write(&message[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(count) => {
+                    self.written += count;
+                    return Ok(count);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(0)
+    }
+
+    /// Reads what has come back of the echo, never past its end (anything
+    /// beyond is the server's error, caught by the next message's check);
+    /// 0 if nothing is there.
+    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+        let wanted = (self.size - self.read).min(scratch.len());
+        loop {
+            match self.stream.read(&mut scratch[..wanted]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection before echoing everything",
+                    ));
+                }
+                Ok(count) => {
+                    let start = self.offset + self.read;
+                    let sent = &self.pattern[start..start + count];
+                    self.differs |= scratch[..count] != *sent;
+                    self.read += count;
+                    return Ok(count);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The report of a run: a few aligned lines for a person, or one JSON object
+//! for a program.
+
+use std::io::{self, Write};
+
+use log::warn;
+use serde_json::json;
+
+use crate::bench::Plan;
+use crate::stats::Tally;
+
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// What a run did, against what it was asked to do.
+#[derive(Debug)]
+pub struct Report {
+    /// What was asked.
+    plan: Plan,
+    /// What was counted.
+    tally: Tally,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Latency {
+    /// Median.
+    p50: f64,
+    /// 90th percentile.
+    p90: f64,
+    /// 99th percentile.
+    p99: f64,
+    /// 99.9th percentile.
+    p999: f64,
+    /// Slowest round trip.
+    max: f64,
+}
+
+impl Report {
+    /// The report of `tally`, a run of `plan`.
+    pub fn new(plan: Plan, tally: Tally) -> Report {
+        Report { plan, tally }
+    }
+
+    /// Whether every connection opened and every message came back intact.
+    pub fn is_clean(&self) -> bool {
+        self.tally.connect_errors == 0 && self.tally.errors == 0 && self.tally.mismatches == 0
+    }
+
+    /// An error when not a single connection could be opened: the run then
+    /// says nothing about the server.
+    ///
+    /// # Errors
+    ///
+    /// `cannot connect to ADDR: REASON` when no connection opened.
+    pub fn check_connected(&self) -> io::Result<()> {
+        if self.tally.opened > 0 {
+            return Ok(());
+        }
+        let reason = self
+            .tally
+            .first_connect_error
+            .as_deref()
+            .unwrap_or("unknown");
+        Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("cannot connect to {}: {reason}", self.plan.addr),
+        ))
+    }
+
+    /// Logs why connections failed, the first reason of each kind, since
+    /// the counts alone do not say.
+    pub fn warn_about_failures(&self) {
+        let tally = &self.tally;
+        // With none opened, the error that ends the run says why.
+        if let (Some(reason), true) = (&tally.first_connect_error, tally.opened > 0) {
+            warn!(
+                "{} of {} connections failed to open, the first with: {reason}",
+                tally.connect_errors, self.plan.connections
+            );
+        }
+        if let Some(reason) = &tally.first_error {
+            warn!(
+                "{} connections ended in an error, the first with: {reason}",
+                tally.errors
+            );
+        }
+        if tally.mismatches > 0 {
+            warn!("{} replies differed from what was sent", tally.mismatches);
+        }
+    }
+
+    /// Prints the report on standard output, as JSON if `json`. A reader
+    /// that has gone away is not an error of the run.
+    ///
+    /// # Errors
+    ///
+    /// Fails if standard output cannot be written.
+    pub fn print(&self, json: bool) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        let written = if json {
+            writeln!(stdout, "{}", self.json())
+        } else {
+            self.write_text(&mut stdout)
+        };
+        match written.and_then(|()| stdout.flush()) {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The report as one JSON object, with the keys the contract names.
+    fn json(&self) -> serde_json::Value {
+        let tally = &self.tally;
+        let latency = self.latency();
+        json!({
+            "connections": tally.opened,
+            "connect_errors": tally.connect_errors,
+            "messages": tally.messages,
+            "bytes": tally.bytes,
+            "duration_s": tally.measured.as_secs_f64(),
+            "msgs_per_sec": self.per_second(tally.messages as f64),
+            "mib_per_sec": self.per_second(tally.bytes as f64 / MIB),
+            "latency_us": {
+                "p50": latency.p50,
+                "p90": latency.p90,
+                "p99": latency.p99,
+                "p999": latency.p999,
+                "max": latency.max,
+            },
+            "errors": tally.errors,
+            "mismatches": tally.mismatches,
+        })
+    }
+
+    /// The report for a person.
+    fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        let plan = &self.plan;
+        let tally = &self.tally;
+        let latency = self.latency();
+        let pace = match plan.interval {
+            Some(interval) => format!(
+                "one per connection every {}",
+                humantime::format_duration(interval)
+            ),
+            None => "each sent as soon as the previous echo is back".to_owned(),
+        };
+        writeln!(out, "Target:       {}", plan.addr)?;
+        writeln!(
+            out,
+            "Load:         {} connections, {}-byte messages, {pace}",
+            plan.connections, plan.size
+        )?;
+        writeln!(
+            out,
+            "Connections:  {} opened, {} failed",
+            tally.opened, tally.connect_errors
+        )?;
+        writeln!(
+            out,
+            "Duration:     {:.2} s, measured from when every connection was set up",
+            tally.measured.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "Messages:     {} echoed and verified, {:.1} msgs/s",
+            tally.messages,
+            self.per_second(tally.messages as f64)
+        )?;
+        writeln!(
+            out,
+            "Bytes:        {} echoed and verified, {:.2} MiB/s",
+            tally.bytes,
+            self.per_second(tally.bytes as f64 / MIB)
+        )?;
+        writeln!(
+            out,
+            "Latency:      p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+            latency.p50, latency.p90, latency.p99, latency.p999, latency.max
+        )?;
+        writeln!(out, "Errors:       {}", tally.errors)?;
+        writeln!(out, "Mismatches:   {}", tally.mismatches)
+    }
+
+    /// `count` over the measured time; 0 when nothing was measured.
+    fn per_second(&self, count: f64) -> f64 {
+        let seconds = self.tally.measured.as_secs_f64();
+        if seconds > 0.0 { count / seconds } else { 0.0 }
+    }
+
+    /// The latency percentiles; all 0 when no message was verified.
+    fn latency(&self) -> Latency {
+        let histogram = &self.tally.latency;
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        Latency {
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p999: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A report of 1,000 round trips of 100 bytes in 2 seconds.
+    fn report() -> Report {
+        let plan = Plan {
+            addr: "127.0.0.1:8000".parse().expect("a valid address"),
+            connections: 10,
+            size: 100,
+            duration: Duration::from_secs(2),
+            interval: None,
+        };
+        let mut tally = Tally::new();
+        for micros in 1..=1000 {
+            tally.record(plan.size, Duration::from_micros(micros));
+        }
+        tally.opened = 10;
+        tally.measured = Duration::from_secs(2);
+        Report::new(plan, tally)
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_keys() {
+        let json = report().json();
+        let object = json.as_object().expect("the report is an object");
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "bytes",
+                "connect_errors",
+                "connections",
+                "duration_s",
+                "errors",
+                "latency_us",
+                "messages",
+                "mib_per_sec",
+                "mismatches",
+                "msgs_per_sec",
+            ]
+        );
+        assert_eq!(json["msgs_per_sec"], 500.0);
+        assert_eq!(json["bytes"], 100_000);
+        let p50 = json["latency_us"]["p50"].as_f64().expect("p50 is a number");
+        assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    fn text_names_every_figure() {
+        let mut text = Vec::new();
+        report()
+            .write_text(&mut text)
+            .expect("writing to memory works");
+        let text = String::from_utf8(text).expect("the report is UTF-8");
+        for label in [
+            "Connections:",
+            "msgs/s",
+            "MiB/s",
+            "p99.9",
+            "Errors:",
+            "Mismatches:",
+        ] {
+            assert!(text.contains(label), "no {label:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_run_with_any_failure_is_not_clean() {
+        let mut report = report();
+        assert!(report.is_clean());
+        report.tally.mismatches = 1;
+        assert!(!report.is_clean());
+    }
+
+    #[test]
+    fn nothing_measured_gives_zero_rates() {
+        let mut report = report();
+        report.tally.measured = Duration::ZERO;
+        assert_eq!(report.per_second(10.0), 0.0);
+    }
+}

@@ -1,0 +1,159 @@
+//! What a run counted: one [`Tally`] per worker, merged at the end.
+
+use std::io;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Longest latency the histogram tells apart, in nanoseconds; longer ones
+/// are recorded as this. Replies slower than the reply timeout are errors
+/// anyway.
+const LATENCY_MAX_NS: u64 = 60_000_000_000;
+
+/// Significant decimal digits of every recorded latency: 0.1% precision.
+const LATENCY_DIGITS: u8 = 3;
+
+/// The counts of one worker, or of the whole run once merged.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Connections established.
+    pub opened: u64,
+    /// Connections that could not be established.
+    pub connect_errors: u64,
+    /// Round trips completed and verified within the measured time.
+    pub messages: u64,
+    /// Payload bytes echoed back and verified within the measured time.
+    pub bytes: u64,
+    /// I/O errors and timeouts after connecting; each closed its connection.
+    pub errors: u64,
+    /// Replies that came back whole but differed from what was sent.
+    pub mismatches: u64,
+    /// Latency of every verified round trip, first byte written to last
+    /// byte read, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// How long messages were counted for.
+    pub measured: Duration,
+    /// Why the first failed connection failed, to tell the user.
+    pub first_connect_error: Option<String>,
+    /// What the first error after connecting was, to tell the user.
+    pub first_error: Option<String>,
+}
+
+impl Tally {
+    /// Nothing counted yet.
+    pub fn new() -> Tally {
+        Tally {
+            opened: 0,
+            connect_errors: 0,
+            messages: 0,
+            bytes: 0,
+            errors: 0,
+            mismatches: 0,
+            latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_DIGITS)
+                .expect("the latency bounds are constants that hdrhistogram accepts"),
+            measured: Duration::ZERO,
+            first_connect_error: None,
+            first_error: None,
+        }
+    }
+
+    /// Counts a verified round trip of `size` bytes.
+    pub fn record(&mut self, size: usize, latency: Duration) {
+        self.messages += 1;
+        self.bytes += size as u64;
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(nanos);
+    }
+
+    /// Counts a connection that could not be established.
+    pub fn connect_error(&mut self, error: &io::Error) {
+        self.connect_errors += 1;
+        self.first_connect_error
+            .get_or_insert_with(|| describe(error));
+    }
+
+    /// Counts an error on an established connection.
+    pub fn error(&mut self, error: &io::Error) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| describe(error));
+    }
+
+    /// Adds another worker's counts to these. The measured time is the
+    /// longest, since the workers ran side by side.
+    pub fn merge(&mut self, other: &Tally) {
+        self.opened += other.opened;
+        self.connect_errors += other.connect_errors;
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+        self.mismatches += other.mismatches;
+        self.latency
+            .add(&other.latency)
+            .expect("every tally's histogram has the same bounds");
+        self.measured = self.measured.max(other.measured);
+        if self.first_connect_error.is_none() {
+            self.first_connect_error
+                .clone_from(&other.first_connect_error);
+        }
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+}
+
+/// The error as error messages read: `connection refused`, without std's
+/// " (os error 111)" or the OS's capital letter.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rsplit_once(" (os error ") {
+        Some((message, _)) => message,
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_adds_counts_and_keeps_the_first_reasons() {
+        let mut total = Tally::new();
+        total.record(10, Duration::from_micros(50));
+        total.error(&io::Error::other("first"));
+        let mut other = Tally::new();
+        other.record(10, Duration::from_micros(150));
+        other.error(&io::Error::other("second"));
+        other.connect_error(&io::Error::from(io::ErrorKind::ConnectionRefused));
+        other.measured = Duration::from_secs(2);
+
+        total.merge(&other);
+
+        assert_eq!((total.messages, total.bytes, total.errors), (2, 20, 2));
+        assert_eq!(total.connect_errors, 1);
+        assert_eq!(total.latency.len(), 2);
+        assert_eq!(total.measured, Duration::from_secs(2));
+        assert_eq!(total.first_error.as_deref(), Some("first"));
+        assert_eq!(
+            total.first_connect_error.as_deref(),
+            Some("connection refused")
+        );
+    }
+
+    #[test]
+    fn os_errors_read_like_error_messages() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(describe(&refused), "connection refused");
+    }
+
+    #[test]
+    fn latencies_beyond_the_range_are_kept_at_its_top() {
+        let mut tally = Tally::new();
+        tally.record(1, Duration::from_secs(3600));
+        assert!(tally.latency.max() >= LATENCY_MAX_NS);
+    }
+}

@@ -1,0 +1,383 @@
+//! One worker thread: a `mio` event loop over its share of the connections,
+//! first connecting them, then running round trips until the deadline.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::bench::{Counters, Plan, Ticket};
+use crate::connection::{Connection, Echo};
+use crate::stats::Tally;
+
+/// Most connects under way at once, shared among the workers. Ten thousand
+/// SYNs at once would overflow the server's accept queue (4096 on a default
+/// Linux) and stall connects for a SYN retransmission, a second or more.
+const CONNECT_WINDOW: usize = 2048;
+
+/// How long a connect may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an echo may take before it counts as an error and its
+/// connection is closed, unless the run is shorter: a stalled server then
+/// shows as errors rather than as a quiet run with nothing done.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often timeouts are checked and progress is published. Checking on a
+/// tick rather than keeping a timer per message costs one pass over the
+/// connections per tick, whatever the message rate.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Readiness events taken from the kernel per poll.
+const EVENTS: usize = 1024;
+
+/// The most of a reply read at once.
+const SCRATCH: usize = 64 * 1024;
+
+/// One worker: the connections it owns and what it has counted.
+#[derive(Debug)]
+pub struct Worker {
+    /// This worker's number, from 0.
+    index: usize,
+    /// How many workers share the connections.
+    workers: usize,
+    /// What to run.
+    plan: Arc<Plan>,
+    /// Where progress is published for the progress bar.
+    counters: Arc<Counters>,
+    /// The event loop.
+    poll: Poll,
+    /// This worker's connections, indexed by their token; `None` once
+    /// failed or closed. Slot `k` is connection `index + k * workers` of
+    /// the run, which staggers periodic senders across the workers.
+    connections: Vec<Option<Connection>>,
+    /// Where messages are cut from, and when consecutive ones start.
+    rng: fastrand::Rng,
+    /// Where replies are read into before being compared.
+    scratch: Vec<u8>,
+    /// Idle connections by the time their next message is due, in periodic
+    /// mode.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connects under way.
+    connecting: usize,
+    /// Connections established and not closed.
+    live: usize,
+    /// Messages sent whose echo is not back.
+    in_flight: usize,
+    /// Messages verified since progress was last published.
+    unpublished: u64,
+    /// What this worker has counted.
+    tally: Tally,
+}
+
+impl Worker {
+    /// Worker `index` of `workers`, with an event loop of its own.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the event loop cannot be created (out of descriptors).
+    pub fn new(
+        index: usize,
+        workers: usize,
+        plan: Arc<Plan>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Worker> {
+        let share = (plan.connections + workers - 1 - index) / workers;
+        let scratch = vec![0; plan.size.min(SCRATCH)];
+        Ok(Worker {
+            index,
+            workers,
+            counters,
+            poll: Poll::new()?,
+            connections: std::iter::repeat_with(|| None).take(share).collect(),
+            rng: fastrand::Rng::new(),
+            scratch,
+            timers: BinaryHeap::new(),
+            connecting: 0,
+            live: 0,
+            in_flight: 0,
+            unpublished: 0,
+            tally: Tally::new(),
+            plan,
+        })
+    }
+
+    /// Connects, waits at the start line for the other workers, runs round
+    /// trips for the plan's duration and returns what was counted.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the event loop fails.
+    pub fn run(mut self, ticket: Ticket) -> io::Result<Tally> {
+        let mut events = Events::with_capacity(EVENTS);
+        self.connect_all(&mut events)?;
+        let start = ticket.wait();
+        self.measure(&mut events, start)?;
+        Ok(self.tally)
+    }
+
+    /// Opens every connection of this worker, its share of
+    /// [`CONNECT_WINDOW`] at a time, and waits until each is established or
+    /// has failed.
+    fn connect_all(&mut self, events: &mut Events) -> io::Result<()> {
+        let window = (CONNECT_WINDOW / self.workers).max(1);
+        let mut next = 0;
+        let mut next_tick = Instant::now() + TICK;
+        while next < self.connections.len() || self.connecting > 0 {
+            while next < self.connections.len() && self.connecting < window {
+                self.open(next);
+                next += 1;
+            }
+            if self.connecting == 0 {
+                continue;
+            }
+            self.wait(events, next_tick)?;
+            for event in events.iter() {
+                self.finish_connect(event.token().0);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.expire(now);
+                next_tick = now + TICK;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts connecting slot `slot`.
+    fn open(&mut self, slot: usize) {
+        let registry = self.poll.registry();
+        let opened = Connection::open(self.plan.addr, self.plan.size, &mut self.rng).and_then(
+            |mut connection| {
+                registry.register(
+                    connection.stream(),
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(connection)
+            },
+        );
+        match opened {
+            Ok(connection) => {
+                self.connections[slot] = Some(connection);
+                self.connecting += 1;
+            }
+            Err(error) => self.count_connect_error(&error),
+        }
+    }
+
+    /// Checks slot `slot` after an event during the connect phase.
+    fn finish_connect(&mut self, slot: usize) {
+        let Some(connection) = self.connections[slot].as_mut() else {
+            return;
+        };
+        if !connection.is_connecting() {
+            return;
+        }
+        match connection.finish_connect() {
+            Ok(true) => {
+                self.connecting -= 1;
+                self.live += 1;
+                self.tally.opened += 1;
+                self.counters.settled.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                self.connections[slot] = None;
+                self.connecting -= 1;
+                self.count_connect_error(&error);
+            }
+        }
+    }
+
+    /// Counts a connection that could not be established.
+    fn count_connect_error(&mut self, error: &io::Error) {
+        debug!("cannot connect to {}: {error}", self.plan.addr);
+        self.tally.connect_error(error);
+        self.counters.settled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs round trips from `start` until the plan's duration has passed,
+    /// then waits for the echoes still under way (within the reply timeout)
+    /// so that every message sent is either verified or counted as an error.
+    /// Only round trips completed before the deadline are counted as
+    /// messages.
+    fn measure(&mut self, events: &mut Events, start: Instant) -> io::Result<()> {
+        let deadline = start + self.plan.duration;
+        self.begin(start);
+        let mut next_tick = start + TICK;
+        let end = loop {
+            let now = Instant::now();
+            let counting = now < deadline;
+            if self.live == 0 || (!counting && self.in_flight == 0) {
+                break now.min(deadline);
+            }
+            if now >= next_tick {
+                self.expire(now);
+                self.publish();
+                next_tick = now + TICK;
+            }
+            let mut wake = next_tick;
+            if counting {
+                self.send_due(now);
+                wake = wake.min(deadline);
+                if let Some(Reverse((due, _))) = self.timers.peek() {
+                    wake = wake.min(*due);
+                }
+            }
+            self.wait(events, wake)?;
+            for event in events.iter() {
+                self.drive(event.token().0, deadline);
+            }
+        };
+        self.publish();
+        self.tally.measured = end.saturating_duration_since(start);
+        Ok(())
+    }
+
+    /// Sends every connection's first message: at once in closed-loop mode;
+    /// in periodic mode spread over the first interval by the connection's
+    /// number in the run, so that the clients do not all send together.
+    fn begin(&mut self, start: Instant) {
+        for slot in 0..self.connections.len() {
+            let Some(connection) = self.connections[slot].as_mut() else {
+                continue;
+            };
+            match self.plan.interval {
+                None => self.send(slot),
+                Some(interval) => {
+                    let number = self.index + slot * self.workers;
+                    let share = number as f64 / self.plan.connections as f64;
+                    connection.due = start + interval.mul_f64(share);
+                    self.timers.push(Reverse((connection.due, slot)));
+                }
+            }
+        }
+    }
+
+    /// Sends the messages of every connection due by `now`.
+    fn send_due(&mut self, now: Instant) {
+        while let Some(&Reverse((due, slot))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            self.send(slot);
+        }
+    }
+
+    /// Starts the next message of slot `slot`.
+    fn send(&mut self, slot: usize) {
+        let Some(connection) = self.connections[slot].as_mut() else {
+            return;
+        };
+        self.in_flight += 1;
+        if let Some(interval) = self.plan.interval {
+            // Behind schedule, the next message goes as soon as this one's
+            // echo is back, without a burst to catch up.
+            connection.due = (connection.due + interval).max(Instant::now());
+        }
+        if let Err(error) = connection.send(&mut self.rng) {
+            self.fail(slot, &error);
+        }
+    }
+
+    /// Moves slot `slot` on after a readiness event: writes and reads what
+    /// the socket allows and, once the echo is back before the deadline,
+    /// starts the next message, at once in closed-loop mode, when it is due
+    /// in periodic mode.
+    fn drive(&mut self, slot: usize, deadline: Instant) {
+        let Some(connection) = self.connections[slot].as_mut() else {
+            return;
+        };
+        let echo = match connection.pump(&mut self.scratch) {
+            Ok(Some(echo)) => echo,
+            Ok(None) => return,
+            Err(error) => return self.fail(slot, &error),
+        };
+        let due = connection.due;
+        self.in_flight -= 1;
+        self.count(&echo, deadline);
+        if echo.at >= deadline {
+            return;
+        }
+        if self.plan.interval.is_some() && due > echo.at {
+            self.timers.push(Reverse((due, slot)));
+        } else {
+            self.send(slot);
+        }
+    }
+
+    /// Counts a round trip: a message if intact and back before the
+    /// deadline, a mismatch if not intact whenever it came back.
+    fn count(&mut self, echo: &Echo, deadline: Instant) {
+        if !echo.intact {
+            self.tally.mismatches += 1;
+        } else if echo.at < deadline {
+            self.tally.record(self.plan.size, echo.latency);
+            self.unpublished += 1;
+        }
+    }
+
+    /// Closes slot `slot` after an error on its established connection.
+    fn fail(&mut self, slot: usize, error: &io::Error) {
+        let Some(connection) = self.connections[slot].take() else {
+            return;
+        };
+        if connection.is_in_flight() {
+            self.in_flight -= 1;
+        }
+        self.live -= 1;
+        debug!("connection to {} closed: {error}", self.plan.addr);
+        self.tally.error(error);
+    }
+
+    /// Fails every connect and every echo that has taken too long.
+    fn expire(&mut self, now: Instant) {
+        let reply_timeout = REPLY_TIMEOUT.min(self.plan.duration);
+        for slot in 0..self.connections.len() {
+            let Some(connection) = &self.connections[slot] else {
+                continue;
+            };
+            if connection.is_connecting() && connection.is_overdue(CONNECT_TIMEOUT, now) {
+                self.connections[slot] = None;
+                self.connecting -= 1;
+                let error = timed_out(format!("connect timed out after {CONNECT_TIMEOUT:?}"));
+                self.count_connect_error(&error);
+            } else if connection.is_in_flight() && connection.is_overdue(reply_timeout, now) {
+                let error = timed_out(format!("no complete echo within {reply_timeout:?}"));
+                self.fail(slot, &error);
+            }
+        }
+    }
+
+    /// Adds the messages verified since last time to the progress counters.
+    fn publish(&mut self) {
+        self.counters
+            .messages
+            .fetch_add(self.unpublished, Ordering::Relaxed);
+        self.unpublished = 0;
+    }
+
+    /// Waits for readiness events until `wake` at the latest.
+    fn wait(&mut self, events: &mut Events, wake: Instant) -> io::Result<()> {
+        let timeout = wake.saturating_duration_since(Instant::now());
+        match self.poll.poll(events, Some(timeout)) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                events.clear();
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// A timeout error saying what timed out.
+fn timed_out(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, message)
+}
