@@ -40,6 +40,7 @@ mod limits;
 mod listener;
 mod preview;
 mod proxy;
+mod sched;
 mod server;
 
 pub use cidr::{Cidr, CidrError};

@@ -15,6 +15,7 @@ use log::{debug, warn};
 
 use crate::handler;
 use crate::limits::Refusal;
+use crate::sched;
 use crate::server::Shared;
 
 /// Stack of a client's thread. The echo loop keeps its buffer on the heap
@@ -92,6 +93,9 @@ impl Throttle {
 /// listener fails.
 pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> {
     let listener = &shared.listeners[index];
+    if let Err(error) = sched::use_batch_scheduling() {
+        debug!("cannot use SCHED_BATCH, keeping the default policy: {error}");
+    }
     let mut backoff = BACKOFF_MIN;
     let resource_warnings = Throttle::new();
     // A descriptor held back for when the process runs out: closing it
