@@ -15,13 +15,15 @@ use crate::preview::Preview;
 use crate::proxy::{self, Header};
 use crate::server::Shared;
 
-/// Size of the first read buffer: a typical message fits, and an idle client
-/// costs one page.
-const BUFFER_MIN: usize = 4 * 1024;
-/// Size the buffer grows to when a read fills it: a streaming client gets
-/// large reads and writes. It bounds a client's memory, since nothing is
-/// read before the previous read has been written back.
-const BUFFER_MAX: usize = 64 * 1024;
+/// Size of the first read buffer, on the thread's stack: a typical message
+/// fits, and it shares the stack pages the thread touches anyway, so an
+/// idle client costs no page of its own.
+const BUFFER_SMALL: usize = 2 * 1024;
+/// Size of the heap buffer a client gets once a read fills the small one: a
+/// streaming client gets large reads and writes. It bounds a client's
+/// memory, since nothing is read before the previous read has been written
+/// back.
+const BUFFER_LARGE: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -179,9 +181,15 @@ fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) ->
         }
         *echoed += pending.len() as u64;
     }
-    let mut buffer = vec![0; BUFFER_MIN];
+    let mut small = [0; BUFFER_SMALL];
+    let mut large = Vec::new();
     loop {
-        let read = match stream.read(&mut buffer) {
+        let buffer: &mut [u8] = if large.is_empty() {
+            &mut small
+        } else {
+            &mut large
+        };
+        let read = match stream.read(buffer) {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -194,8 +202,8 @@ fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) ->
             return End::from(error);
         }
         *echoed += read as u64;
-        if read == buffer.len() && buffer.len() < BUFFER_MAX {
-            buffer.resize(BUFFER_MAX, 0);
+        if read == buffer.len() && large.is_empty() {
+            large = vec![0; BUFFER_LARGE];
         }
     }
     // Everything read has been written: tell the client there is no more.
