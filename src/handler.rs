@@ -97,10 +97,16 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut p
     }
     let (peer, pending) = if shared.config.proxy_protocol {
         match proxy_handshake(shared, stream, peer, &mut permit) {
-            Ok(accepted) => accepted,
+            Ok((peer, pending)) => {
+                info!("{peer} connected");
+                (peer, pending)
+            }
             Err(rejection) => return listener::reject(shared, peer, &rejection),
         }
     } else {
+        // The accept loop has logged the connection: formatting a log line
+        // here would leave this thread a log buffer and deeper stack pages
+        // for as long as the client stays.
         (
             Peer {
                 client: peer,
@@ -109,7 +115,6 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut p
             Vec::new(),
         )
     };
-    info!("{peer} connected");
     let mut echoed = 0;
     let end = echo(stream, peer, &pending, &mut echoed);
     let end = if shared.is_closing() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use crate::handler;
 use crate::limits::Refusal;
@@ -122,10 +122,21 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> 
                         );
                     }
                     if is_out_of_descriptors(&error) && reserve.take().is_some() {
-                        if let Ok((_stream, peer)) = listener.accept() {
-                            reject(shared, peer, &Rejection::NoDescriptor);
+                        // This accept may block until the next client if
+                        // the backlog emptied meanwhile: by then descriptors
+                        // may be free again, and the client is served.
+                        if let Ok((stream, peer)) = listener.accept() {
+                            reserve = File::open("/dev/null").ok();
+                            if reserve.is_some() {
+                                admit(shared, stream, peer);
+                            } else {
+                                drop(stream);
+                                reject(shared, peer, &Rejection::NoDescriptor);
+                            }
                         }
-                        reserve = File::open("/dev/null").ok();
+                        if reserve.is_none() {
+                            reserve = File::open("/dev/null").ok();
+                        }
                     }
                     shared.pause(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -169,6 +180,10 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     match spawned {
         Ok(_) => {
             shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            // Behind a proxy, the client is known once its header is read.
+            if !config.proxy_protocol {
+                info!("{peer} connected");
+            }
         }
         // The closure, with the stream and the permit, is dropped here: the
         // client is closed and its slot given back.

@@ -393,13 +393,15 @@ impl Shared {
 
     /// Closes every connected client and refuses new ones; idempotent.
     fn close_clients(&self) {
+        // Under the lock, so that a concurrent caller returns only once the
+        // count of clients cut is recorded.
+        let mut stop = self.lock_stop();
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let cut = self.limits.close_all();
-        self.lock_stop().cut = cut;
-        if cut > 0 {
-            debug!("closed {cut} client(s)");
+        stop.cut = self.limits.close_all();
+        if stop.cut > 0 {
+            debug!("closed {} client(s)", stop.cut);
         }
     }
 
