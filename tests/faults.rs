@@ -1,0 +1,452 @@
+//! Faults: clients that misbehave (never read, reset mid-stream), a process
+//! out of descriptors or of memory for a thread, and signals. The server
+//! must go on serving, stay within bounded memory and CPU, and stop cleanly.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{ServerProcess, closed_without_data, connect, wait_until};
+use rlimit::Resource;
+use socket2::SockRef;
+
+/// How long a client write may make no progress before the test takes the
+/// connection as stalled: the server has stopped reading it.
+const STALL: Duration = Duration::from_millis(300);
+
+/// Linux reports the CPU times in `/proc/PID/stat` in clock ticks of
+/// `USER_HZ`, which is 100 on every architecture.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+/// Sends `message` on `stream` and asserts that exactly it comes back.
+fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send to the server");
+    let mut reply = vec![0; message.len()];
+    stream
+        .read_exact(&mut reply)
+        .unwrap_or_else(|error| panic!("echo of {:?}: {error}", String::from_utf8_lossy(message)));
+    assert_eq!(reply, message);
+}
+
+/// Writes to `stream` without reading until a write makes no progress for
+/// [`STALL`], or `limit` bytes have gone; returns the bytes written.
+fn write_until_stalled(stream: &mut TcpStream, limit: usize) -> usize {
+    stream.set_write_timeout(Some(STALL)).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut written = 0;
+    while written < limit {
+        match stream.write(&chunk) {
+            Ok(n) => written += n,
+            Err(error) if is_timeout(&error) => break,
+            Err(error) => panic!("write after {written} bytes: {error}"),
+        }
+    }
+    written
+}
+
+/// Whether `error` is a socket timeout (EAGAIN on Unix).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Whether `error` says the peer closed the connection.
+fn is_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Reads and discards until the server closes `stream` (EOF or reset),
+/// failing on a read timeout.
+fn drain_until_closed(stream: &mut TcpStream) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if is_closed(&error) => return,
+            Err(error) => panic!("waiting for the server to close: {error}"),
+        }
+    }
+}
+
+/// Sends `-SIGNAL` to `pid` with the `kill` command.
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// The parts of the server's closing summary (`stopped: 2 accepted,
+/// 0 rejected, …; at shutdown 0 left on their own, 2 closed`), each
+/// trimmed, or `None` if `log` has no summary.
+fn summary(log: &str) -> Option<Vec<&str>> {
+    let (_, counts) = log.lines().find_map(|line| line.split_once("stopped: "))?;
+    Some(
+        counts
+            .split([',', ';'])
+            .map(|part| part.trim().trim_start_matches("at shutdown "))
+            .collect(),
+    )
+}
+
+/// Asserts that the summary in `log` includes every one of `parts`.
+fn assert_summary_has(log: &str, parts: &[&str]) {
+    let summary = summary(log).unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
+    for part in parts {
+        assert!(
+            summary.contains(part),
+            "{part:?} missing from the summary; log:\n{log}"
+        );
+    }
+}
+
+/// User plus system CPU time of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The command name, in parentheses, may contain spaces: count fields
+    // from after it. utime and stime are fields 14 and 15 of the line.
+    let (_, rest) = stat
+        .rsplit_once(')')
+        .expect("a command name in parentheses");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |index: usize| -> u64 { fields[index - 3].parse().expect("a number of ticks") };
+    field(14) + field(15)
+}
+
+/// Descriptors process `pid` has open.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list /proc/PID/fd")
+        .count()
+}
+
+/// Names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list /proc/PID/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+/// The system call that thread `name` of process `pid` is in, as
+/// `/proc/PID/task/TID/syscall` gives it: a number while blocked, `running`
+/// otherwise; `None` if there is no such thread.
+fn syscall_of(pid: u32, name: &str) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list /proc/PID/task")
+        .filter_map(|task| Some(task.ok()?.path()))
+        .find(|task| {
+            std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .and_then(|task| std::fs::read_to_string(task.join("syscall")).ok())
+        .and_then(|line| line.split_whitespace().next().map(str::to_owned))
+}
+
+/// Echoes once on a fresh connection, closes it, and returns the server's
+/// thread count with no client: the count while that client was served,
+/// less its own thread, which is waited for to end.
+fn idle_threads(server: &ServerProcess) -> u64 {
+    let mut warm_up = connect(server.addr());
+    assert_echoes(&mut warm_up, b"warm-up");
+    // The echo proves that every thread of an idle server has started,
+    // plus the client's own.
+    let idle = server.threads() - 1;
+    warm_up.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_without_data(&mut warm_up));
+    wait_until("the warm-up client's thread to end", || {
+        server.threads() == idle
+    });
+    idle
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_grow_server_memory_and_is_closed_after_the_idle_timeout() {
+    const LIMIT: usize = 64 * 1024 * 1024;
+    const MOST_GROWTH_KIB: u64 = 4 * 1024;
+    let server = ServerProcess::start(&["--idle-timeout", "1s"]);
+    let before = server.status_field("VmRSS");
+
+    let mut client = connect(server.addr());
+    let written = write_until_stalled(&mut client, LIMIT);
+    assert!(
+        written < LIMIT,
+        "the server took all {LIMIT} bytes from a client that reads nothing"
+    );
+    let stalled = server.status_field("VmRSS");
+    let growth = stalled.saturating_sub(before);
+    println!("slow reader: stalled after {written} bytes; VmRSS {before} -> {stalled} KiB");
+    assert!(
+        growth < MOST_GROWTH_KIB,
+        "VmRSS grew by {growth} KiB while a client sent {written} bytes and read none"
+    );
+
+    // The server, blocked writing the echo nobody reads, must give up after
+    // the idle timeout; the client learns it when a write fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let chunk = vec![b'y'; 64 * 1024];
+    loop {
+        match client.write(&chunk) {
+            Ok(_) => {}
+            Err(error) if is_timeout(&error) => {}
+            Err(error) if is_closed(&error) => break,
+            Err(error) => panic!("write to a stalled connection: {error}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not close a client that reads nothing"
+        );
+    }
+    server.wait_for_log("disconnected: idle timeout");
+}
+
+#[test]
+fn keeps_serving_after_a_hundred_clients_reset_mid_stream() {
+    const CLIENTS: usize = 100;
+    let server = ServerProcess::start(&[]);
+    let idle = idle_threads(&server);
+
+    let half = vec![b'r'; 32 * 1024];
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = connect(server.addr());
+        client.write_all(&half).unwrap();
+        // One byte back proves the server is echoing this client; the
+        // rest stays unread, so the reset lands mid-stream.
+        let mut first = [0; 1];
+        client.read_exact(&mut first).unwrap();
+        client.write_all(&half).unwrap();
+        clients.push(client);
+    }
+    for client in clients {
+        SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        // Closing with a zero linger time sends a reset.
+        drop(client);
+    }
+
+    wait_until("every reset client's thread to end", || {
+        server.threads() == idle
+    });
+    let mut newcomer = connect(server.addr());
+    assert_echoes(&mut newcomer, b"anyone left?");
+
+    wait_until("a disconnection line for every reset client", || {
+        server.log_text().matches("disconnected").count() > CLIENTS
+    });
+    let log = server.log_text();
+    assert!(
+        !log.lines().any(|line| line.contains("disconnected: error")),
+        "a client reset is not an error; log:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "log:\n{log}");
+}
+
+#[test]
+fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
+    const LIMIT: u64 = 64;
+    const CLIENTS: usize = 100;
+    let server = ServerProcess::start(&[]);
+    let pid = server.pid();
+    let mut warm_up = connect(server.addr());
+    assert_echoes(&mut warm_up, b"before the limit");
+    drop(warm_up);
+    // Both limits: the server would raise a soft limit toward the hard one.
+    rlimit::prlimit(pid as i32, Resource::NOFILE, Some((LIMIT, LIMIT)), None)
+        .expect("lower the server's descriptor limit");
+
+    // More clients than descriptors: the server accepts what it can; the
+    // kernel completes the other connections into the listen backlog.
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr())).collect();
+    server.wait_for_log("accept failed");
+
+    // A measurement window, not synchronisation: the CPU the server burns
+    // while it cannot accept.
+    let window = Duration::from_secs(2);
+    let before = cpu_ticks(pid);
+    thread::sleep(window);
+    let used = cpu_ticks(pid) - before;
+    let seconds = used as f64 / CLOCK_TICKS_PER_SECOND as f64;
+    println!("out of descriptors: {seconds:.2} s of CPU in {window:?}");
+    assert!(
+        seconds < 0.5,
+        "the server used {seconds:.2} s of CPU in {window:?} while out of descriptors"
+    );
+
+    // The reserve descriptor lets the server close a pending client rather
+    // than leave it hanging.
+    server.wait_for_log("out of file descriptors");
+
+    let at_limit = open_descriptors(pid);
+    drop(clients);
+    wait_until("the server to close the clients' descriptors", || {
+        open_descriptors(pid) < at_limit / 2
+    });
+    let mut newcomer = connect(server.addr());
+    assert_echoes(&mut newcomer, b"descriptors again");
+}
+
+#[test]
+fn serves_the_first_client_after_descriptors_are_freed_once_the_backlog_has_drained() {
+    const LIMIT: u64 = 64;
+    let server = ServerProcess::start(&["--bind", "127.0.0.1"]);
+    let pid = server.pid();
+    let mut warm_up = connect(server.addr());
+    assert_echoes(&mut warm_up, b"before the limit");
+    drop(warm_up);
+    // What an idle accept loop blocks in (accept4 on Linux), learnt rather
+    // than hard-coded, since system call numbers differ between
+    // architectures.
+    let mut in_accept = None;
+    wait_until("the accept loop to block in accept", || {
+        in_accept = syscall_of(pid, "echo-accept-0").filter(|call| call != "running");
+        in_accept.is_some()
+    });
+    rlimit::prlimit(pid as i32, Resource::NOFILE, Some((LIMIT, LIMIT)), None)
+        .expect("lower the server's descriptor limit");
+
+    // The server has stdio and its listener open, so some of these clients
+    // find no descriptor; each is either served or closed.
+    let mut clients: Vec<TcpStream> = (0..LIMIT).map(|_| connect(server.addr())).collect();
+    let mut served = 0;
+    for client in &mut clients {
+        client.write_all(b"?").expect("send to the server");
+        let mut reply = [0; 1];
+        match client.read(&mut reply) {
+            Ok(1) => served += 1,
+            Ok(_) => {}
+            Err(error) if is_closed(&error) => {}
+            Err(error) => panic!("a client neither served nor closed: {error}"),
+        }
+    }
+    assert!(
+        (1..LIMIT as usize).contains(&served),
+        "{served} of {LIMIT} clients served"
+    );
+
+    // Out of descriptors with an empty backlog, the server must not sit in
+    // a blocking accept() that would refuse the next client whatever the
+    // descriptors by then. A server that never blocks there is as good:
+    // this only gives one that does the time to get there (the longest
+    // back-off), so that the test fails for it every time.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && syscall_of(pid, "echo-accept-0") != in_accept {
+        thread::sleep(Duration::from_millis(5));
+    }
+
+    let at_limit = open_descriptors(pid);
+    drop(clients);
+    wait_until("the server to close the clients' descriptors", || {
+        open_descriptors(pid) < at_limit / 2
+    });
+    let mut newcomer = connect(server.addr());
+    assert_echoes(&mut newcomer, b"descriptors again");
+}
+
+#[test]
+fn a_failed_thread_spawn_closes_that_client_and_the_server_goes_on() {
+    let server = ServerProcess::start(&[]);
+    let pid = server.pid();
+    // No client before the failure: a thread that has ended leaves its
+    // stack cached for the next one, which would then start without the
+    // memory this test denies it.
+    wait_until("every accept loop to start", || {
+        let names = thread_names(pid);
+        let loops = names
+            .iter()
+            .filter(|name| name.starts_with("echo-accept"))
+            .count();
+        loops == server.addrs.len() && names.iter().any(|name| name == "echo-signals")
+    });
+    // An address space limit at the current size leaves no room for a new
+    // thread's stack, while the accept loop runs on memory it already has.
+    let size = server.status_field("VmSize") * 1024;
+    rlimit::prlimit(
+        pid as i32,
+        Resource::AS,
+        Some((size, rlimit::INFINITY)),
+        None,
+    )
+    .expect("lower the server's address space limit");
+
+    let mut refused = connect(server.addr());
+    assert!(
+        closed_without_data(&mut refused),
+        "a client without a thread must be closed"
+    );
+    server.wait_for_log("cannot start a thread");
+
+    rlimit::prlimit(
+        pid as i32,
+        Resource::AS,
+        Some((rlimit::INFINITY, rlimit::INFINITY)),
+        None,
+    )
+    .expect("restore the server's address space limit");
+    let mut served = connect(server.addr());
+    assert_echoes(&mut served, b"threads again");
+}
+
+/// Sends `signal` to a server with an idle client and a client whose echo
+/// is blocked mid-write, and checks that it closes both and exits cleanly.
+fn stops_cleanly_on(signal: &str) {
+    let server = ServerProcess::start(&[]);
+    let mut idle = connect(server.addr());
+    assert_echoes(&mut idle, b"then nothing");
+    let mut busy = connect(server.addr());
+    // The client reads nothing back: the server's thread ends up blocked
+    // writing the echo.
+    write_until_stalled(&mut busy, 64 * 1024 * 1024);
+
+    let signalled = Instant::now();
+    send_signal(server.pid(), signal);
+    let (code, log) = server.wait_exit();
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    // The contract says within a second; the slack is for a loaded
+    // machine. A server that waited for its clients instead would take
+    // the default idle timeout of five minutes.
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?}; log:\n{log}"
+    );
+
+    // The server closed both clients itself before exiting, not the
+    // kernel after it.
+    assert_eq!(
+        log.matches("disconnected: server shutting down").count(),
+        2,
+        "log:\n{log}"
+    );
+    assert_summary_has(
+        &log,
+        &["2 accepted", "0 rejected", "2 at most at once", "2 closed"],
+    );
+    assert!(closed_without_data(&mut idle));
+    drain_until_closed(&mut busy);
+}
+
+#[test]
+fn sigterm_closes_every_client_logs_a_summary_and_exits_zero() {
+    stops_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_closes_every_client_logs_a_summary_and_exits_zero() {
+    stops_cleanly_on("INT");
+}

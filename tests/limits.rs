@@ -1,0 +1,281 @@
+//! Connection limits and idle timeouts: how many clients are served at once,
+//! in all and per address, what happens to the others, and when a quiet
+//! client is closed.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    IO_TIMEOUT, ServerProcess, TestServer, closed_without_data, connect, read_to_eof, set_timeouts,
+    wait_until,
+};
+use echo_server::Config;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// How soon a client must be closed once the server has a reason to: it
+/// closes at once, so this is slack for a loaded machine, and under
+/// [`IO_TIMEOUT`] so that a client left hanging is told apart from one
+/// closed late.
+const PROMPTLY: Duration = Duration::from_secs(3);
+
+/// The idle timeout of the in-process servers below: short, so the tests
+/// are quick.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// Sends `message` on `stream` and asserts that exactly it comes back.
+fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send to the server");
+    let mut reply = vec![0; message.len()];
+    stream
+        .read_exact(&mut reply)
+        .unwrap_or_else(|error| panic!("echo of {:?}: {error}", String::from_utf8_lossy(message)));
+    assert_eq!(reply, message);
+}
+
+/// Asserts that the server closes `stream` promptly without echoing
+/// anything, even though bytes were sent first.
+fn assert_refused(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(PROMPTLY)).unwrap();
+    // The server may have closed the connection already, in which case the
+    // write can fail: what matters is that nothing comes back.
+    match stream.write_all(b"is anybody there?") {
+        Ok(()) => {}
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(error) => panic!("send to the server: {error}"),
+    }
+    assert!(
+        closed_without_data(stream),
+        "a client over the limit must be closed within {PROMPTLY:?}, without an echo"
+    );
+}
+
+/// A connection to `server` from the local address `source` (any port),
+/// with read and write timeouts set.
+fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|error| panic!("bind a client socket to {source}: {error}"));
+    socket
+        .connect_timeout(&server.into(), IO_TIMEOUT)
+        .unwrap_or_else(|error| panic!("connect from {source} to {server}: {error}"));
+    let stream = TcpStream::from(socket);
+    set_timeouts(&stream);
+    stream
+}
+
+/// The parts of the server's closing summary (`stopped: 2 accepted,
+/// 0 rejected, …; at shutdown 0 left on their own, 2 closed`), each
+/// trimmed, or `None` if `log` has no summary.
+fn summary(log: &str) -> Option<Vec<&str>> {
+    let (_, counts) = log.lines().find_map(|line| line.split_once("stopped: "))?;
+    Some(
+        counts
+            .split([',', ';'])
+            .map(|part| part.trim().trim_start_matches("at shutdown "))
+            .collect(),
+    )
+}
+
+/// Asserts that the summary in `log` includes every one of `parts`.
+fn assert_summary_has(log: &str, parts: &[&str]) {
+    let summary = summary(log).unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
+    for part in parts {
+        assert!(
+            summary.contains(part),
+            "{part:?} missing from the summary; log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn serves_max_connections_closes_the_next_and_serves_again_once_one_leaves() {
+    let server = TestServer::with_config(Config {
+        max_connections: 3,
+        ..Config::default()
+    });
+    let mut served: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
+    for (i, stream) in served.iter_mut().enumerate() {
+        assert_echoes(stream, format!("client {i}").as_bytes());
+    }
+
+    let mut fourth = connect(server.addr);
+    assert_refused(&mut fourth);
+    let stats = server.handle.stats();
+    assert_eq!((stats.accepted, stats.rejected, stats.active), (3, 1, 3));
+
+    // The clients being served are not disturbed by the refusal.
+    for (i, stream) in served.iter_mut().enumerate() {
+        assert_echoes(stream, format!("still client {i}").as_bytes());
+    }
+
+    let mut leaving = served.remove(0);
+    leaving.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut leaving).is_empty());
+    wait_until("the slot of the client that left to be free", || {
+        server.handle.stats().active == 2
+    });
+
+    let mut newcomer = connect(server.addr);
+    assert_echoes(&mut newcomer, b"a free slot at last");
+    // A client is counted once its thread has started, which may be just
+    // after it has been served.
+    wait_until("the newcomer to be counted", || {
+        server.handle.stats().accepted == 4
+    });
+    let stats = server.handle.stats();
+    assert_eq!((stats.rejected, stats.peak), (1, 3));
+}
+
+#[test]
+fn closes_a_client_over_the_per_ip_limit_but_serves_another_address() {
+    let server = TestServer::with_config(Config {
+        max_connections_per_ip: 3,
+        ..Config::default()
+    });
+    let first_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut served: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from(first_ip, server.addr))
+        .collect();
+    for (i, stream) in served.iter_mut().enumerate() {
+        assert_echoes(stream, format!("client {i} from {first_ip}").as_bytes());
+    }
+
+    let mut fourth = connect_from(first_ip, server.addr);
+    assert_refused(&mut fourth);
+    assert_eq!(server.handle.stats().rejected, 1);
+
+    let mut other = connect_from(other_ip, server.addr);
+    assert_eq!(other.local_addr().unwrap().ip(), other_ip);
+    assert_echoes(&mut other, b"another address, another quota");
+    wait_until("the client from the other address to be counted", || {
+        server.handle.stats().accepted == 4
+    });
+    let stats = server.handle.stats();
+    assert_eq!((stats.rejected, stats.active), (1, 4));
+}
+
+#[test]
+fn closes_a_client_idle_for_the_idle_timeout() {
+    let server = TestServer::with_config(Config {
+        idle_timeout: Some(IDLE),
+        ..Config::default()
+    });
+    let connected = Instant::now();
+    let mut client = connect(server.addr);
+    assert_echoes(&mut client, b"hello, then silence");
+
+    client.set_read_timeout(Some(IDLE + PROMPTLY)).unwrap();
+    assert!(
+        closed_without_data(&mut client),
+        "an idle client must be closed within {:?}",
+        IDLE + PROMPTLY
+    );
+    let elapsed = connected.elapsed();
+    // Loose: timers are coarse, and only "not at once" is in question here.
+    assert!(
+        elapsed >= IDLE * 9 / 10,
+        "closed after {elapsed:?}, before the idle timeout of {IDLE:?}"
+    );
+    wait_until("the idle client's slot to be free", || {
+        server.handle.stats().active == 0
+    });
+}
+
+#[test]
+fn keeps_a_client_that_sends_more_often_than_the_idle_timeout() {
+    // Ten times the interval between messages, so that a client thread
+    // slowed down by a loaded machine is not taken for an idle one.
+    let idle = Duration::from_secs(1);
+    let server = TestServer::with_config(Config {
+        idle_timeout: Some(idle),
+        ..Config::default()
+    });
+    let mut client = connect(server.addr);
+    let started = Instant::now();
+    let mut sent = 0;
+    // The pauses are the workload (a client that talks every 100 ms for
+    // two and a half idle timeouts), not synchronisation.
+    while started.elapsed() < idle * 5 / 2 {
+        assert_echoes(&mut client, format!("message {sent}").as_bytes());
+        sent += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sent >= 3, "only {sent} messages in {:?}", started.elapsed());
+
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut client).is_empty());
+    let stats = server.stop();
+    assert_eq!((stats.accepted, stats.rejected), (1, 0));
+}
+
+/// `--idle-timeout 0` cannot be shown to mean "never" in finite time. This
+/// shows what can be: the flag parses, a client is not closed at once, and
+/// it outlives a client of a server with a short timeout that was idle for
+/// less time than it.
+#[test]
+fn idle_timeout_zero_keeps_a_client_that_a_short_timeout_closes() {
+    let never = ServerProcess::start(&["--idle-timeout", "0"]);
+    let short = ServerProcess::start(&["--idle-timeout", "500ms"]);
+    let mut patient = connect(never.addr());
+    assert_echoes(&mut patient, b"no hurry");
+    let mut control = connect(short.addr());
+    assert_echoes(&mut control, b"in a hurry");
+
+    // `patient` has been idle since before `control` went quiet.
+    assert!(
+        closed_without_data(&mut control),
+        "the short-timeout server must close its idle client"
+    );
+    short.wait_for_log("idle timeout");
+
+    assert_echoes(&mut patient, b"still here");
+    assert!(
+        !never.log_text().contains("idle timeout"),
+        "log:\n{}",
+        never.log_text()
+    );
+}
+
+#[test]
+fn warns_about_a_burst_of_rejections_at_most_once_a_second() {
+    const BURST: usize = 200;
+    let server = ServerProcess::start(&["--max-connections", "1"]);
+    let mut held = connect(server.addr());
+    assert_echoes(&mut held, b"the only slot");
+
+    let started = Instant::now();
+    for _ in 0..BURST {
+        assert_refused(&mut connect(server.addr()));
+    }
+    let elapsed = started.elapsed();
+
+    // Stopping the server is what makes its log complete.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let (code, log) = server.wait_exit();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert_summary_has(&log, &["1 accepted", &format!("{BURST} rejected")]);
+    let warnings = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("rejected"))
+        .count();
+    // One warning at once, then at most one per second of the burst.
+    let most = 2 + elapsed.as_secs() as usize;
+    assert!(
+        (1..=most).contains(&warnings),
+        "{warnings} rejection warnings for {BURST} rejections in {elapsed:?}; log:\n{log}"
+    );
+}
