@@ -1,12 +1,21 @@
-//! The accept loop: one per listening socket. It admits each client (a
-//! permit, then a thread of its own) and survives every error but a dead
-//! listener.
+//! The accept loop, one per listening socket, and the spawner.
+//!
+//! An accept loop admits each client (the access lists, then a permit) and
+//! survives every error but a dead listener. The spawner starts a thread
+//! for each admitted client. Creating a thread costs far more than
+//! accepting a connection (about a hundred microseconds on a busy machine,
+//! mostly in the kernel), so the two run apart: when thousands of clients
+//! connect at once, they wait for their threads in memory (each already
+//! holding its permit, so the wait is bounded by the connection limit)
+//! instead of overflowing the kernel's listen queue, where a dropped
+//! handshake costs the client a second before its SYN is sent again.
 
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +23,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use crate::handler;
-use crate::limits::Refusal;
+use crate::limits::{Permit, Refusal};
 use crate::sched;
 use crate::server::Shared;
 
@@ -89,13 +98,25 @@ impl Throttle {
     }
 }
 
-/// Accepts clients on `shared.listeners[index]` until shutdown or until the
-/// listener fails.
-pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> {
+/// A client admitted by an accept loop, waiting for its thread.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// The connection, shared with the registry that shutdown uses.
+    stream: Arc<TcpStream>,
+    /// Where it comes from.
+    peer: SocketAddr,
+    /// Its connection slot.
+    permit: Permit,
+}
+
+/// Accepts clients on `shared.listeners[index]` and hands them to the
+/// spawner through `spawner`, until shutdown or until the listener fails.
+pub(crate) fn accept_loop(
+    shared: &Arc<Shared>,
+    index: usize,
+    spawner: &Sender<Admitted>,
+) -> io::Result<()> {
     let listener = &shared.listeners[index];
-    if let Err(error) = sched::use_batch_scheduling() {
-        debug!("cannot use SCHED_BATCH, keeping the default policy: {error}");
-    }
     let mut backoff = BACKOFF_MIN;
     let resource_warnings = Throttle::new();
     // A descriptor held back for when the process runs out: closing it
@@ -110,7 +131,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> 
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                admit(shared, stream, peer);
+                admit(shared, stream, peer, spawner);
             }
             Err(error) => match classify(&error) {
                 AcceptError::Connection => debug!("accept: {error}"),
@@ -128,7 +149,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, index: usize) -> io::Result<()> 
                         if let Ok((stream, peer)) = listener.accept() {
                             reserve = File::open("/dev/null").ok();
                             if reserve.is_some() {
-                                admit(shared, stream, peer);
+                                admit(shared, stream, peer, spawner);
                             } else {
                                 drop(stream);
                                 reject(shared, peer, &Rejection::NoDescriptor);
@@ -151,12 +172,13 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Gives `stream` a permit and a thread, or closes it at once.
+/// Gives `stream` a permit and sends it to the spawner, or closes it at
+/// once.
 ///
 /// Behind a proxy, the client's address is known only once its thread has
 /// read the PROXY header: the access lists and the per-IP limit are applied
 /// there, and here only whether the proxy may connect at all.
-fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, spawner: &Sender<Admitted>) {
     let config = &shared.config;
     let client_ip = (!config.proxy_protocol).then_some(peer.ip());
     match client_ip {
@@ -172,6 +194,34 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         Err(Refusal::Closed) => return,
         Err(refusal) => return reject(shared, peer, &Rejection::Limit(refusal)),
     };
+    // The spawner outlives every accept loop: a send fails only while the
+    // server is being torn down, and then dropping the client is right.
+    let _ = spawner.send(Admitted {
+        stream,
+        peer,
+        permit,
+    });
+}
+
+/// Starts a thread for each client `admitted`, in the order they came,
+/// until every accept loop has ended.
+pub(crate) fn spawn_loop(shared: &Arc<Shared>, admitted: &Receiver<Admitted>) {
+    // Threads inherit the policy of the thread that creates them.
+    if let Err(error) = sched::use_batch_scheduling() {
+        debug!("cannot use SCHED_BATCH, keeping the default policy: {error}");
+    }
+    for client in admitted {
+        start(shared, client);
+    }
+}
+
+/// Starts the thread that serves `client`, or closes it.
+fn start(shared: &Arc<Shared>, client: Admitted) {
+    let Admitted {
+        stream,
+        peer,
+        permit,
+    } = client;
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name("echo-conn".to_owned())
@@ -181,7 +231,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         Ok(_) => {
             shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
             // Behind a proxy, the client is known once its header is read.
-            if !config.proxy_protocol {
+            if !shared.config.proxy_protocol {
                 info!("{peer} connected");
             }
         }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -294,13 +294,18 @@ impl Server {
     /// server is stopped and its clients closed before the error is returned.
     pub fn run(self) -> io::Result<Stats> {
         let shared = &self.shared;
+        let (to_spawner, admitted) = mpsc::channel();
         let result = thread::scope(|scope| {
+            let spawner = thread::Builder::new()
+                .name("echo-spawner".to_owned())
+                .spawn_scoped(scope, move || listener::spawn_loop(shared, &admitted))?;
             let loops = (0..shared.listeners.len())
                 .map(|index| {
+                    let to_spawner = to_spawner.clone();
                     thread::Builder::new()
                         .name(format!("echo-accept-{index}"))
                         .spawn_scoped(scope, move || {
-                            let result = listener::accept_loop(shared, index);
+                            let result = listener::accept_loop(shared, index, &to_spawner);
                             // A dead listener ends the whole server, as a
                             // half-served address would surprise its users.
                             shared.stop_accepting(None);
@@ -315,11 +320,18 @@ impl Server {
                     return Err(error);
                 }
             };
-            loops.into_iter().try_for_each(|accept| {
+            // The spawner ends once every accept loop, and with it every
+            // sender, is gone.
+            drop(to_spawner);
+            let result = loops.into_iter().try_for_each(|accept| {
                 accept
                     .join()
                     .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
-            })
+            });
+            spawner
+                .join()
+                .map_err(|_| io::Error::other("spawner panicked"))?;
+            result
         });
         if let Some(deadline) = shared.lock_stop().drain_until {
             shared.limits.wait_empty_until(deadline);
