@@ -136,15 +136,17 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut p
 /// is and the bytes that came after the header.
 fn proxy_handshake(
     shared: &Shared,
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     proxy: SocketAddr,
     permit: &mut Permit,
 ) -> Result<(Peer, Vec<u8>), Rejection> {
     let idle = shared.config.idle_timeout;
     let wait = idle.map_or(PROXY_HEADER_TIMEOUT, |idle| idle.min(PROXY_HEADER_TIMEOUT));
-    let header = stream
-        .set_read_timeout(Some(wait))
-        .and_then(|()| proxy::read_header(&mut stream))
+    let mut reader = Deadline {
+        stream,
+        until: Instant::now() + wait,
+    };
+    let header = proxy::read_header(&mut reader)
         .and_then(|header| stream.set_read_timeout(idle).map(|()| header));
     let (header, pending) = header.map_err(Rejection::BadHeader)?;
     let peer = match header {
@@ -165,6 +167,32 @@ fn proxy_handshake(
     }
     permit.claim_ip(ip).map_err(Rejection::Limit)?;
     Ok((peer, pending))
+}
+
+/// Reads from a socket until a deadline, however the bytes trickle in: each
+/// read waits at most for the time left.
+struct Deadline<'a> {
+    /// The socket read from.
+    stream: &'a TcpStream,
+    /// When reading stops with [`io::ErrorKind::TimedOut`].
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buffer).map_err(|error| match error.kind() {
+            // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
+            io::ErrorKind::WouldBlock => timed_out(),
+            _ => error,
+        })
+    }
 }
 
 /// Socket options every client gets.

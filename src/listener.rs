@@ -126,6 +126,9 @@ pub(crate) fn accept_loop(
     loop {
         let accepted = listener.accept();
         if shared.is_stopping() {
+            if let Ok((stream, peer)) = accepted {
+                stop_admitting(shared, stream, peer, spawner);
+            }
             return Ok(());
         }
         match accepted {
@@ -164,6 +167,20 @@ pub(crate) fn accept_loop(
                 }
             },
         }
+    }
+}
+
+/// Handles a client accepted once the server stopped accepting: the server
+/// serves it if it drains, and closes it otherwise; a wake-up connection
+/// is just closed.
+pub(crate) fn stop_admitting(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    spawner: &Sender<Admitted>,
+) {
+    if shared.is_draining() && !shared.is_waker(peer) {
+        admit(shared, stream, peer, spawner);
     }
 }
 

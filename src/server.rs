@@ -10,18 +10,18 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::Cidr;
 use crate::limits::Limits;
-use crate::listener::{self, Throttle};
+use crate::listener::{self, AcceptError, Throttle};
 
 /// The port served when none is given, as in the original tutorial.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -171,6 +171,15 @@ pub(crate) struct Shared {
     pub(crate) listeners: Vec<TcpListener>,
     /// The addresses `listeners` are bound to, in the same order.
     local_addrs: Vec<SocketAddr>,
+    /// Whether the listeners are this server's alone, or shared with
+    /// another process and so never shut down.
+    owned: bool,
+    /// The addresses of the connections made to wake the accept loops on
+    /// shared listeners, so that they are not taken for clients.
+    wakers: Mutex<Vec<SocketAddr>>,
+    /// Clients taken from the listen queues when a drain began, admitted
+    /// once the accept loops have ended.
+    queued: Mutex<Vec<(TcpStream, SocketAddr)>>,
     /// The configuration the server was bound with.
     pub(crate) config: Config,
     /// Connection slots and the live client sockets.
@@ -232,17 +241,27 @@ impl Server {
     /// name yields no address the machine has.
     pub fn bind(config: &Config) -> io::Result<Server> {
         let listeners = bind_all(&config.bind, config.port, config.reuse_port)?;
-        Server::from_listeners(listeners, config.clone())
+        Server::new(listeners, config.clone(), true)
     }
 
     /// Serves listening sockets that the caller has already bound: an
     /// inherited socket, or one bound with options of its own.
     /// `config.bind` and `config.port` are not used.
     ///
+    /// Such a socket may be shared with another process, such as the
+    /// service manager that passed it: stopping leaves it listening, and
+    /// clients still queued on it are left for the next instance.
+    ///
     /// # Errors
     ///
     /// Fails if there is no listener, or one cannot report its address.
     pub fn from_listeners(listeners: Vec<TcpListener>, config: Config) -> io::Result<Server> {
+        Server::new(listeners, config, false)
+    }
+
+    /// A server on `listeners`; `owned` says whether they are this
+    /// server's alone, to shut down when it stops.
+    fn new(listeners: Vec<TcpListener>, config: Config, owned: bool) -> io::Result<Server> {
         if listeners.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -258,6 +277,9 @@ impl Server {
             shared: Arc::new(Shared {
                 listeners,
                 local_addrs,
+                owned,
+                wakers: Mutex::new(Vec::new()),
+                queued: Mutex::new(Vec::new()),
                 config,
                 limits: Arc::new(limits),
                 counters: Counters::default(),
@@ -320,20 +342,23 @@ impl Server {
                     return Err(error);
                 }
             };
-            // The spawner ends once every accept loop, and with it every
-            // sender, is gone.
-            drop(to_spawner);
             let result = loops.into_iter().try_for_each(|accept| {
                 accept
                     .join()
                     .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
             });
+            for (stream, peer) in shared.take_queued_clients() {
+                listener::stop_admitting(shared, stream, peer, &to_spawner);
+            }
+            // The spawner ends once every sender is gone.
+            drop(to_spawner);
             spawner
                 .join()
                 .map_err(|_| io::Error::other("spawner panicked"))?;
             result
         });
-        if let Some(deadline) = shared.lock_stop().drain_until {
+        let drain_until = shared.lock_stop().drain_until;
+        if let Some(deadline) = drain_until {
             shared.limits.wait_empty_until(deadline);
         }
         shared.close_clients();
@@ -394,13 +419,78 @@ impl Shared {
             self.stop_signal.notify_all();
         }
         debug!("no longer accepting clients");
-        for listener in &self.listeners {
-            // On Linux, shutting down a listening socket makes a blocked
-            // accept() return EINVAL at once: no self-connection is needed,
-            // which a full backlog would delay. The error only means the
-            // socket is already unusable, which is what is wanted.
-            let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+        for (listener, addr) in self.listeners.iter().zip(&self.local_addrs) {
+            if self.owned {
+                if drain_until.is_some() {
+                    // Clients queued when a drain begins have connected
+                    // before it: they are served, not reset.
+                    self.take_queued(listener);
+                }
+                // On Linux, shutting down a listening socket makes a blocked
+                // accept() return EINVAL at once, even with a full backlog,
+                // and takes the socket out of its SO_REUSEPORT group, so
+                // that new clients go to the other instances.
+                shut_down(listener);
+            } else if let Err(error) = wake(*addr, |waker| self.lock_wakers().push(waker)) {
+                // A socket shared with another process must keep listening
+                // (with its queued clients) for the next instance: the accept
+                // loop is woken with a connection instead.
+                warn!(
+                    "cannot wake the accept loop on {addr}: {error}; it stops at its next client"
+                );
+            }
         }
+    }
+
+    /// Accepts every client queued on `listener` without waiting, for the
+    /// accept loops to admit.
+    fn take_queued(&self, listener: &TcpListener) {
+        if let Err(error) = listener.set_nonblocking(true) {
+            debug!("cannot take the queued clients: {error}");
+            return;
+        }
+        let mut queued = self.lock_queued();
+        loop {
+            match listener.accept() {
+                // Accepted sockets do not inherit O_NONBLOCK on Linux.
+                Ok(client) => queued.push(client),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if listener::classify(&error) == AcceptError::Connection => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The clients taken from the listen queues when a drain began.
+    pub(crate) fn take_queued_clients(&self) -> Vec<(TcpStream, SocketAddr)> {
+        std::mem::take(&mut *self.lock_queued())
+    }
+
+    /// The clients taken from the listen queues, usable even if a thread
+    /// panicked holding them.
+    fn lock_queued(&self) -> MutexGuard<'_, Vec<(TcpStream, SocketAddr)>> {
+        self.queued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether clients accepted now are still to be served: the server
+    /// drains, and has not started closing them.
+    pub(crate) fn is_draining(&self) -> bool {
+        !self.is_closing() && self.lock_stop().drain_until.is_some()
+    }
+
+    /// Whether a connection from `peer` is one this server made to wake an
+    /// accept loop.
+    pub(crate) fn is_waker(&self, peer: SocketAddr) -> bool {
+        self.lock_wakers().contains(&peer)
+    }
+
+    /// The wakers' addresses, usable even if a thread panicked holding them.
+    fn lock_wakers(&self) -> MutexGuard<'_, Vec<SocketAddr>> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Closes every connected client and refuses new ones; idempotent.
@@ -456,6 +546,43 @@ impl Shared {
         }
     }
 }
+
+/// Shuts down a listening socket this server owns: a blocked accept()
+/// returns, and the socket leaves any `SO_REUSEPORT` group, so that new
+/// clients go to the other instances.
+fn shut_down(listener: &TcpListener) {
+    // An error only means the socket is unusable already.
+    let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+}
+
+/// Connects to a listener's own address to wake its accept loop, telling
+/// `record` the address the connection will come from before making it,
+/// so that the accept loop knows it for what it is.
+fn wake(listener: SocketAddr, record: impl FnOnce(SocketAddr)) -> io::Result<()> {
+    let ip = match listener.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = SocketAddr::new(ip, listener.port());
+    let waker = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    waker.bind(&SocketAddr::new(ip, 0).into())?;
+    let source = waker.local_addr()?.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "a TCP socket has an IP address")
+    })?;
+    record(source);
+    // Dropping the connection at once is fine: the accept loop still finds
+    // it queued.
+    waker.connect_timeout(&target.into(), WAKE_TIMEOUT)
+}
+
+/// How long a wake-up connection may take: on loopback it is immediate
+/// unless the backlog is full.
+const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Binds every address named in `names` on `port`.
 fn bind_all(names: &[String], mut port: u16, reuse_port: bool) -> io::Result<Vec<TcpListener>> {

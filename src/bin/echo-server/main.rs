@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::BoolishValueParser;
 use echo_server::{Cidr, Config, Server};
 use log::info;
 
@@ -54,7 +55,7 @@ struct Cli {
     idle_timeout: Duration,
 
     /// Set SO_REUSEPORT, so a new instance can bind while an old one drains
-    #[arg(long, env = "ECHO_SERVER_REUSE_PORT")]
+    #[arg(long, env = "ECHO_SERVER_REUSE_PORT", value_parser = BoolishValueParser::new())]
     reuse_port: bool,
 
     /// On SIGTERM, let clients finish for this long before closing them
@@ -68,7 +69,7 @@ struct Cli {
     drain_timeout: Duration,
 
     /// Every connection starts with a PROXY header (v1 or v2, auto-detected)
-    #[arg(long, env = "ECHO_SERVER_PROXY_PROTOCOL")]
+    #[arg(long, env = "ECHO_SERVER_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     proxy_protocol: bool,
 
     /// Peers allowed to send PROXY headers; repeatable [default: any]
