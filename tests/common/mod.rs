@@ -459,3 +459,37 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+impl ServerProcess {
+    /// Starts `command` exactly as given, without the `--port 0` that
+    /// [`ServerProcess::start`] adds: an `echo-server` on a port the test
+    /// chose, or a program that runs one in its place (a socket activator).
+    /// Waits for its first `Listening on` line, like `start`.
+    pub fn spawn(command: &mut Command) -> ServerProcess {
+        let description = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {description}: {error}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let log_thread = collect(child.stderr.take().expect("stderr is piped"), &log);
+        let addrs = read_listening_lines(child.stdout.take().expect("stdout is piped"));
+        if addrs.is_empty() {
+            let _ = child.kill();
+            let status = child.wait().expect("reap the server");
+            let _ = log_thread.join();
+            panic!(
+                "{description} printed no Listening line ({status}); log:\n{}",
+                log.lock().unwrap()
+            );
+        }
+        ServerProcess {
+            child,
+            addrs,
+            log,
+            log_thread: Some(log_thread),
+        }
+    }
+}
