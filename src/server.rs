@@ -316,47 +316,7 @@ impl Server {
     /// server is stopped and its clients closed before the error is returned.
     pub fn run(self) -> io::Result<Stats> {
         let shared = &self.shared;
-        let (to_spawner, admitted) = mpsc::channel();
-        let result = thread::scope(|scope| {
-            let spawner = thread::Builder::new()
-                .name("echo-spawner".to_owned())
-                .spawn_scoped(scope, move || listener::spawn_loop(shared, &admitted))?;
-            let loops = (0..shared.listeners.len())
-                .map(|index| {
-                    let to_spawner = to_spawner.clone();
-                    thread::Builder::new()
-                        .name(format!("echo-accept-{index}"))
-                        .spawn_scoped(scope, move || {
-                            let result = listener::accept_loop(shared, index, &to_spawner);
-                            // A dead listener ends the whole server, as a
-                            // half-served address would surprise its users.
-                            shared.stop_accepting(None);
-                            result
-                        })
-                })
-                .collect::<io::Result<Vec<_>>>();
-            let loops = match loops {
-                Ok(loops) => loops,
-                Err(error) => {
-                    shared.stop_accepting(None);
-                    return Err(error);
-                }
-            };
-            let result = loops.into_iter().try_for_each(|accept| {
-                accept
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
-            });
-            for (stream, peer) in shared.take_queued_clients() {
-                listener::stop_admitting(shared, stream, peer, &to_spawner);
-            }
-            // The spawner ends once every sender is gone.
-            drop(to_spawner);
-            spawner
-                .join()
-                .map_err(|_| io::Error::other("spawner panicked"))?;
-            result
-        });
+        let result = thread::scope(|scope| accept_all(scope, shared));
         let drain_until = shared.lock_stop().drain_until;
         if let Some(deadline) = drain_until {
             shared.limits.wait_empty_until(deadline);
@@ -365,6 +325,48 @@ impl Server {
         shared.limits.wait_empty();
         result.map(|()| shared.stats())
     }
+}
+
+/// Runs the spawner and one accept loop per listener until every loop has
+/// ended, then hands the spawner the clients a drain took from the listen
+/// queues, and waits for it to start their threads.
+fn accept_all<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    shared: &'scope Arc<Shared>,
+) -> io::Result<()> {
+    let (to_spawner, admitted) = mpsc::channel();
+    let spawner = thread::Builder::new()
+        .name("echo-spawner".to_owned())
+        .spawn_scoped(scope, move || listener::spawn_loop(shared, &admitted))?;
+    let loops = (0..shared.listeners.len())
+        .map(|index| {
+            let to_spawner = to_spawner.clone();
+            thread::Builder::new()
+                .name(format!("echo-accept-{index}"))
+                .spawn_scoped(scope, move || {
+                    let result = listener::accept_loop(shared, index, &to_spawner);
+                    // A dead listener ends the whole server, as a
+                    // half-served address would surprise its users.
+                    shared.stop_accepting(None);
+                    result
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()
+        .inspect_err(|_| shared.stop_accepting(None))?;
+    let result = loops.into_iter().try_for_each(|accept| {
+        accept
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
+    });
+    for (stream, peer) in shared.take_queued_clients() {
+        listener::stop_admitting(shared, stream, peer, &to_spawner);
+    }
+    // The spawner ends once every sender is gone.
+    drop(to_spawner);
+    spawner
+        .join()
+        .map_err(|_| io::Error::other("spawner panicked"))?;
+    result
 }
 
 impl ShutdownHandle {
