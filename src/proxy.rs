@@ -468,6 +468,13 @@ mod tests {
         .into_bytes()
     }
 
+    /// Asserts that each of `lines` is rejected with `error`.
+    fn assert_rejected(lines: &[&str], error: ProxyError) {
+        for line in lines {
+            assert_eq!(parse(line.as_bytes()), Err(error), "{line:?}");
+        }
+    }
+
     /// A version 2 header with this version and command byte, family byte
     /// and block after the length.
     fn v2(version_command: u8, family: u8, block: &[u8]) -> Vec<u8> {
@@ -691,60 +698,51 @@ mod tests {
 
     #[test]
     fn rejects_v1_lines_with_missing_or_extra_fields() {
-        for line in [
-            "PROXY \r\n",
-            "PROXY TCP4\r\n",
-            "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
-            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
-            "PROXY TCP6 ::1 ::2 1\r\n",
-        ] {
-            assert_eq!(
-                parse(line.as_bytes()),
-                Err(ProxyError::V1Syntax),
-                "{line:?}"
-            );
-        }
+        assert_rejected(
+            &[
+                "PROXY \r\n",
+                "PROXY TCP4\r\n",
+                "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+                "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
+                "PROXY TCP6 ::1 ::2 1\r\n",
+            ],
+            ProxyError::V1Syntax,
+        );
     }
 
     #[test]
     fn rejects_unknown_v1_protocols() {
-        for line in [
-            "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
-            "PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",
-            "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
-            "PROXY UNKNOWNX\r\n",
-            "PROXY UNKNOWN_ 1.2.3.4\r\n",
-        ] {
-            assert_eq!(
-                parse(line.as_bytes()),
-                Err(ProxyError::V1Syntax),
-                "{line:?}"
-            );
-        }
+        assert_rejected(
+            &[
+                "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
+                "PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",
+                "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+                "PROXY UNKNOWNX\r\n",
+                "PROXY UNKNOWN_ 1.2.3.4\r\n",
+            ],
+            ProxyError::V1Syntax,
+        );
     }
 
     #[test]
     fn rejects_v1_addresses_of_the_wrong_family_or_malformed() {
-        for line in [
-            "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
-            "PROXY TCP4 1.2.3.4 ::1 1 2\r\n",
-            "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",
-            "PROXY TCP6 ::1 1.2.3.4 1 2\r\n",
-            "PROXY TCP4 256.1.1.1 5.6.7.8 1 2\r\n",
-            "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",
-            "PROXY TCP4 1.2.3.4.5 5.6.7.8 1 2\r\n",
-            "PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",
-            "PROXY TCP4 1.2.3.04 5.6.7.8 1 2\r\n",
-            "PROXY TCP6 1::2::3 ::1 1 2\r\n",
-            "PROXY TCP6 12345:: ::1 1 2\r\n",
-            "PROXY TCP6 1:2:3:4:5:6:7:8:9 ::1 1 2\r\n",
-        ] {
-            assert_eq!(
-                parse(line.as_bytes()),
-                Err(ProxyError::V1Address),
-                "{line:?}"
-            );
-        }
+        assert_rejected(
+            &[
+                "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
+                "PROXY TCP4 1.2.3.4 ::1 1 2\r\n",
+                "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",
+                "PROXY TCP6 ::1 1.2.3.4 1 2\r\n",
+                "PROXY TCP4 256.1.1.1 5.6.7.8 1 2\r\n",
+                "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",
+                "PROXY TCP4 1.2.3.4.5 5.6.7.8 1 2\r\n",
+                "PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",
+                "PROXY TCP4 1.2.3.04 5.6.7.8 1 2\r\n",
+                "PROXY TCP6 1::2::3 ::1 1 2\r\n",
+                "PROXY TCP6 12345:: ::1 1 2\r\n",
+                "PROXY TCP6 1:2:3:4:5:6:7:8:9 ::1 1 2\r\n",
+            ],
+            ProxyError::V1Address,
+        );
     }
 
     #[test]
@@ -763,20 +761,17 @@ mod tests {
 
     #[test]
     fn rejects_a_lone_cr_or_lf_in_a_v1_line() {
-        for line in [
-            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
-            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",
-            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
-            "PROXY UNKNOWN\n",
-            "PROXY UNKNOWN junk\rjunk\r\n",
-            "PROXY UNKNOWN junk\njunk\r\n",
-        ] {
-            assert_eq!(
-                parse(line.as_bytes()),
-                Err(ProxyError::V1Syntax),
-                "{line:?}"
-            );
-        }
+        assert_rejected(
+            &[
+                "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+                "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",
+                "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
+                "PROXY UNKNOWN\n",
+                "PROXY UNKNOWN junk\rjunk\r\n",
+                "PROXY UNKNOWN junk\njunk\r\n",
+            ],
+            ProxyError::V1Syntax,
+        );
     }
 
     #[test]
