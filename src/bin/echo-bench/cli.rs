@@ -1,0 +1,102 @@
+//! The command line: every flag, its help text and how its value is
+//! checked.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Largest message accepted: every connection holds a little more than one
+/// message, so the size bounds the generator's memory.
+const MAX_SIZE: u32 = 64 * 1024 * 1024;
+
+/// Opens many connections to an echo server, sends random messages on each,
+/// checks every reply byte for byte, and reports throughput and latency.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    /// Server host name or address
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+
+    /// Server port
+    #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Concurrent clients
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub connections: u32,
+
+    /// Message size in bytes
+    #[arg(
+        short,
+        long,
+        value_name = "BYTES",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SIZE))
+    )]
+    pub size: u32,
+
+    /// How long to run, counted from when every connection is established
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = run_time)]
+    pub duration: Duration,
+
+    /// Each client sends one message per interval (0s = the next one as soon
+    /// as the echo is back)
+    #[arg(short, long, value_name = "DURATION", default_value = "0s", value_parser = interval)]
+    pub interval: Duration,
+
+    /// Print one JSON object instead of the report
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Longest duration or interval accepted: more is surely a typo, and the
+/// clock arithmetic of the run stays far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// A run time such as `500ms` or `10s`: more than zero, since a run of no
+/// time measures nothing.
+fn run_time(text: &str) -> Result<Duration, String> {
+    match interval(text)? {
+        duration if duration.is_zero() => Err("must be more than 0".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+/// An interval such as `1s` or `0s`, at most [`MAX_DURATION`].
+fn interval(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_time_is_more_than_zero_and_at_most_a_year() {
+        assert!(run_time("0s").is_err());
+        assert!(run_time("soon").is_err());
+        assert!(run_time("2years").is_err());
+        assert_eq!(run_time("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(interval("0s"), Ok(Duration::ZERO));
+    }
+}
