@@ -17,17 +17,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    EVENT_TIMEOUT, IO_TIMEOUT, ServerProcess, TestServer, closed_port, closed_without_data,
-    connect, echo_server, read_to_eof, round_trip, run_bounded, set_timeouts, wait_until,
+    EVENT_TIMEOUT, IO_TIMEOUT, ServerProcess, TestServer, assert_echoes, closed_port,
+    closed_without_data, connect, connect_from, echo_bench, echo_server, read_to_eof, run_bounded,
+    summary_line, try_connect, wait_until, within,
 };
 use echo_server::{Config, Server};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// How soon the server must act on something it does at once: slack for a
 /// loaded machine, and far less than the timeouts the tests tell it apart
@@ -63,21 +63,6 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A connection to `server` from the local address `source` (any port),
-/// with read and write timeouts set.
-fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .unwrap_or_else(|error| panic!("bind a client socket to {source}: {error}"));
-    socket
-        .connect_timeout(&server.into(), IO_TIMEOUT)
-        .unwrap_or_else(|error| panic!("connect from {source} to {server}: {error}"));
-    let stream = TcpStream::from(socket);
-    set_timeouts(&stream);
-    stream
-}
-
 /// An `echo-server` on 127.0.0.1 at `port` exactly, with `args`.
 fn server_on_port(port: u16, args: &[&str]) -> ServerProcess {
     ServerProcess::spawn(
@@ -94,7 +79,7 @@ fn stop_cleanly(server: ServerProcess) -> String {
     server.signal("TERM");
     let (code, log) = server.wait_exit();
     assert_eq!(code, Some(0), "exit code after SIGTERM; log:\n{log}");
-    let summary = summary(&log);
+    let summary = summary_line(&log);
     assert!(
         summary.contains(" 0 bad PROXY headers"),
         "bad PROXY headers: {summary}"
@@ -102,11 +87,10 @@ fn stop_cleanly(server: ServerProcess) -> String {
     log
 }
 
-/// The `stopped: …` summary line of a server's log.
-fn summary(log: &str) -> &str {
-    log.lines()
-        .find(|line| line.contains("stopped: "))
-        .unwrap_or_else(|| panic!("no summary in the log:\n{log}"))
+/// Asserts that the summary line of `log` ends with `ending`.
+fn assert_summary_ends_with(log: &str, ending: &str) {
+    let summary = summary_line(log);
+    assert!(summary.ends_with(ending), "{summary}");
 }
 
 /// One HAProxy backend server's line of `show stat`, by column name.
@@ -328,7 +312,7 @@ fn haproxy_spreads_bench_load_over_two_servers_that_log_the_real_client() {
 
     let port = haproxy.frontend.port().to_string();
     let bench = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_echo-bench")).args([
+        echo_bench().args([
             "--json",
             "-c",
             "20",
@@ -363,7 +347,7 @@ fn haproxy_spreads_bench_load_over_two_servers_that_log_the_real_client() {
     // A client from another address: the servers see it, not HAProxy.
     let mut client = connect_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), haproxy.frontend);
     let client_port = client.local_addr().unwrap().port();
-    assert_eq!(round_trip(&mut client, b"who am I?"), b"who am I?");
+    assert_echoes(&mut client, b"who am I?");
     let needle = format!("127.0.0.2:{client_port} via 127.0.0.1:");
     wait_until(&format!("{needle:?} in a server log"), || {
         a.log_text().contains(&needle) || b.log_text().contains(&needle)
@@ -386,7 +370,8 @@ fn haproxy_spreads_bench_load_over_two_servers_that_log_the_real_client() {
     // counted as a bad header, nor denied.
     for server in [a, b] {
         let log = stop_cleanly(server);
-        assert!(summary(&log).contains(" 0 denied, "), "{}", summary(&log));
+        let summary = summary_line(&log);
+        assert!(summary.contains(" 0 denied, "), "{summary}");
     }
 }
 
@@ -550,7 +535,7 @@ fn rolling_restart_behind_haproxy_loses_no_client() {
     let (code, log) = a.wait_exit();
     step(started, "A exited");
     assert_eq!(code, Some(0), "A's exit code; log:\n{log}");
-    let a_summary = summary(&log).to_owned();
+    let a_summary = summary_line(&log).to_owned();
     haproxy.wait_down("a");
     step(started, "HAProxy sees A down");
     load.wait_for(500);
@@ -574,7 +559,7 @@ fn rolling_restart_behind_haproxy_loses_no_client() {
     let (code, log) = b.wait_exit();
     step(started, "old B exited");
     assert_eq!(code, Some(0), "B's exit code; log:\n{log}");
-    let b_summary = summary(&log).to_owned();
+    let b_summary = summary_line(&log).to_owned();
     load.wait_for(1000);
 
     let tally = load.finish();
@@ -648,7 +633,7 @@ fn reuse_port_lets_a_new_instance_bind_while_the_old_one_runs() {
     // Once the old one is gone, the new one serves the port alone.
     stop_cleanly(old);
     let mut client = connect(new.addr());
-    assert_eq!(round_trip(&mut client, b"the new one"), b"the new one");
+    assert_echoes(&mut client, b"the new one");
 }
 
 #[test]
@@ -662,7 +647,7 @@ fn socket_activation_serves_the_inherited_listener() {
     let first = thread::spawn(move || {
         let mut stream = None;
         wait_until("systemd-socket-activate to listen", || {
-            stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok();
+            stream = try_connect(addr).ok();
             stream.is_some()
         });
         stream.expect("connected")
@@ -677,10 +662,9 @@ fn socket_activation_serves_the_inherited_listener() {
     server.wait_for_log("serving 1 inherited listening socket(s)");
 
     let mut first = first.join().expect("the connecting thread does not panic");
-    set_timeouts(&first);
-    assert_eq!(round_trip(&mut first, b"woke it up"), b"woke it up");
+    assert_echoes(&mut first, b"woke it up");
     let mut second = connect(addr);
-    assert_eq!(round_trip(&mut second, b"and again"), b"and again");
+    assert_echoes(&mut second, b"and again");
     drop((first, second));
     stop_cleanly(server);
 }
@@ -689,16 +673,15 @@ fn socket_activation_serves_the_inherited_listener() {
 fn sigterm_drains_a_connected_client_and_exits_0_once_it_leaves() {
     let server = server_on_port(0, &["--drain-timeout", "5s", "-v"]);
     let mut client = connect(server.addr());
-    assert_eq!(round_trip(&mut client, b"before"), b"before");
+    assert_echoes(&mut client, b"before");
 
     server.signal("TERM");
     server.wait_for_log("no longer accepting clients");
     // A new client is refused, or closed without a byte if it got in just
     // as the listener closed.
-    match TcpStream::connect_timeout(&server.addr(), IO_TIMEOUT) {
+    match try_connect(server.addr()) {
         Err(error) => assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{error}"),
         Ok(mut late) => {
-            set_timeouts(&late);
             let _ = late.write_all(b"too late");
             assert!(
                 closed_without_data(&mut late),
@@ -706,10 +689,7 @@ fn sigterm_drains_a_connected_client_and_exits_0_once_it_leaves() {
             );
         }
     }
-    assert_eq!(
-        round_trip(&mut client, b"during the drain"),
-        b"during the drain"
-    );
+    assert_echoes(&mut client, b"during the drain");
 
     client.shutdown(Shutdown::Write).unwrap();
     assert!(read_to_eof(&mut client).is_empty());
@@ -721,11 +701,7 @@ fn sigterm_drains_a_connected_client_and_exits_0_once_it_leaves() {
         elapsed < Duration::from_secs(2),
         "exited {elapsed:?} after the last client left, the drain timeout being 5 s"
     );
-    let summary = summary(&log);
-    assert!(
-        summary.ends_with("at shutdown 1 left on their own, 0 closed"),
-        "{summary}"
-    );
+    assert_summary_ends_with(&log, "at shutdown 1 left on their own, 0 closed");
 }
 
 #[test]
@@ -733,7 +709,7 @@ fn sigterm_closes_a_client_still_there_at_the_drain_timeout() {
     let drain = Duration::from_millis(500);
     let server = server_on_port(0, &["--drain-timeout", "500ms"]);
     let mut client = connect(server.addr());
-    assert_eq!(round_trip(&mut client, b"never leaving"), b"never leaving");
+    assert_echoes(&mut client, b"never leaving");
 
     let signalled = Instant::now();
     server.signal("TERM");
@@ -748,22 +724,18 @@ fn sigterm_closes_a_client_still_there_at_the_drain_timeout() {
     );
     let (code, log) = server.wait_exit();
     assert_eq!(code, Some(0), "log:\n{log}");
-    let summary = summary(&log);
-    assert!(
-        summary.ends_with("at shutdown 0 left on their own, 1 closed"),
-        "{summary}"
-    );
+    assert_summary_ends_with(&log, "at shutdown 0 left on their own, 1 closed");
 }
 
 #[test]
 fn second_sigterm_during_the_drain_closes_every_client_at_once() {
     let server = server_on_port(0, &["--drain-timeout", "30s"]);
     let mut client = connect(server.addr());
-    assert_eq!(round_trip(&mut client, b"staying"), b"staying");
+    assert_echoes(&mut client, b"staying");
 
     server.signal("TERM");
     server.wait_for_log("draining clients for up to");
-    assert_eq!(round_trip(&mut client, b"still here"), b"still here");
+    assert_echoes(&mut client, b"still here");
 
     let signalled = Instant::now();
     server.signal("TERM");
@@ -786,11 +758,7 @@ fn second_sigterm_during_the_drain_closes_every_client_at_once() {
         log.contains("SIGTERM again: closing every client now"),
         "{log}"
     );
-    let summary = summary(&log);
-    assert!(
-        summary.ends_with("at shutdown 0 left on their own, 1 closed"),
-        "{summary}"
-    );
+    assert_summary_ends_with(&log, "at shutdown 0 left on their own, 1 closed");
 }
 
 /// A client whose connection the kernel completed before SIGTERM is, for
@@ -852,11 +820,11 @@ fn backlog_clients_lost_at_sigterm(waiting: usize) -> Vec<String> {
 fn shutdown_during_a_drain_closes_every_client_at_once() {
     let server = TestServer::start();
     let mut client = connect(server.addr);
-    assert_eq!(round_trip(&mut client, b"before"), b"before");
+    assert_echoes(&mut client, b"before");
 
     server.handle.drain(Duration::from_secs(5));
     assert!(server.handle.is_shutdown());
-    assert_eq!(round_trip(&mut client, b"draining"), b"draining");
+    assert_echoes(&mut client, b"draining");
 
     // Neither reading the statistics nor shutting down waits for the
     // drain: each is tried from a thread, given far less than the drain.
@@ -873,19 +841,6 @@ fn shutdown_during_a_drain_closes_every_client_at_once() {
     );
     let stats = server.stop();
     assert_eq!((stats.drained, stats.cut), (0, 1), "{stats}");
-}
-
-/// Runs `work` on a thread of its own and returns its result if it
-/// finishes within `limit`.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(work());
-    });
-    receiver.recv_timeout(limit).ok()
 }
 
 /// Under socket activation the service manager keeps the listening socket
@@ -908,10 +863,7 @@ fn stopping_leaves_an_inherited_listener_listening_for_the_next_instance() {
 
     let (handle, first) = serve();
     let mut client = connect(addr);
-    assert_eq!(
-        round_trip(&mut client, b"first instance"),
-        b"first instance"
-    );
+    assert_echoes(&mut client, b"first instance");
     handle.shutdown();
     first
         .join()
@@ -919,10 +871,9 @@ fn stopping_leaves_an_inherited_listener_listening_for_the_next_instance() {
         .expect("the first instance ends without error");
 
     // Between two instances: the socket still listens.
-    let mut waiting = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|error| {
+    let mut waiting = try_connect(addr).unwrap_or_else(|error| {
         panic!("the service manager's socket must still listen once the server stopped: {error}")
     });
-    set_timeouts(&waiting);
     waiting.write_all(b"queued between instances").unwrap();
 
     let (handle, second) = serve();

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener};
 use common::ServerProcess;
 
 /// Connects to `addr`, checks one echo, closes.
-fn assert_echoes(addr: SocketAddr) {
+fn assert_serves(addr: SocketAddr) {
     let mut stream = common::connect(addr);
     assert_eq!(
         common::round_trip(&mut stream, b"Hello, server"),
@@ -30,7 +30,7 @@ fn prints_listening_line_with_the_chosen_port_for_port_0() {
     let addr = server.addr();
     assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
     assert_ne!(addr.port(), 0, "the port actually bound, not 0");
-    assert_echoes(addr);
+    assert_serves(addr);
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn binds_loopback_addresses_only_by_default() {
         assert!(addr.ip().is_loopback(), "listening on {addr}");
         assert_eq!(addr.port(), server.addr().port(), "one port for all");
     }
-    assert_echoes(server.addr());
+    assert_serves(server.addr());
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn binds_every_interface_when_asked_and_serves_loopback() {
     let addr = server.addr();
     assert_eq!(addr.ip(), Ipv4Addr::UNSPECIFIED);
     assert_ne!(addr.port(), 0);
-    assert_echoes(SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())));
+    assert_serves(SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())));
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn logs_the_peer_on_connect_and_a_summary_with_bytes_and_reason_on_close() {
     });
     let mut stream = common::connect(server.addr());
     let peer = stream.local_addr().unwrap();
-    assert_eq!(common::round_trip(&mut stream, b"12345"), b"12345");
+    common::assert_echoes(&mut stream, b"12345");
     stream.shutdown(Shutdown::Write).unwrap();
     assert_eq!(common::read_to_eof(&mut stream), b"");
 

@@ -18,23 +18,10 @@ fn run_client(args: &[&str], input: &[u8]) -> common::Finished {
     common::run_bounded(common::echo_client().args(args), input)
 }
 
-/// A server that replies to every read with as many bytes, all `X`.
-fn wrong_bytes_server() -> std::net::SocketAddr {
-    common::serve_one(|mut stream| {
-        let mut buffer = [0; 4096];
-        while let Ok(read @ 1..) = stream.read(&mut buffer) {
-            if stream.write_all(&vec![b'X'; read]).is_err() {
-                break;
-            }
-        }
-    })
-}
-
 #[test]
 fn client_send_returns_exactly_the_bytes_sent_for_a_message_larger_than_one_read() {
     let server = TestServer::start();
-    let mut message = vec![0; 256 * 1024];
-    fastrand::fill(&mut message);
+    let message = common::random_bytes(256 * 1024);
     let mut client = Client::connect(server.addr, common::IO_TIMEOUT).expect("connect");
     assert_eq!(client.peer_addr(), server.addr);
 
@@ -50,8 +37,7 @@ fn client_send_returns_a_message_larger_than_the_socket_buffers_without_deadlock
     // Loopback buffers a few MiB in flight; writing 32 MiB before reading
     // any of it back would block both ends until the timeout.
     let server = TestServer::start();
-    let mut message = vec![0; 32 * 1024 * 1024];
-    fastrand::fill(&mut message);
+    let message = common::random_bytes(32 * 1024 * 1024);
     let mut client = Client::connect(server.addr, Duration::from_secs(5)).expect("connect");
 
     let reply = client.send(&message).expect("send 32 MiB");
@@ -178,7 +164,7 @@ fn echo_client_sends_each_line_of_stdin_and_prints_its_reply() {
 
 #[test]
 fn echo_client_exits_1_when_a_reply_differs() {
-    let addr = wrong_bytes_server();
+    let addr = common::corrupting_server();
     let port = addr.port().to_string();
 
     let finished = run_client(&["--host", "127.0.0.1", "--port", &port, "hello"], b"");

@@ -49,8 +49,7 @@ fn echoes_text_unchanged() {
         "line one\nline two\n",
         "héllo wörld ✓",
     ] {
-        let reply = common::round_trip(&mut stream, message.as_bytes());
-        assert_eq!(reply, message.as_bytes(), "echo of {message:?}");
+        common::assert_echoes(&mut stream, message.as_bytes());
     }
 }
 
@@ -59,9 +58,9 @@ fn echoes_every_byte_value() {
     let server = TestServer::start();
     let all: Vec<u8> = (0..=255).collect();
     let mut stream = common::connect(server.addr);
-    assert_eq!(common::round_trip(&mut stream, &all), all);
+    common::assert_echoes(&mut stream, &all);
     let reversed: Vec<u8> = all.iter().rev().copied().collect();
-    assert_eq!(common::round_trip(&mut stream, &reversed), reversed);
+    common::assert_echoes(&mut stream, &reversed);
 }
 
 #[test]
@@ -112,9 +111,7 @@ fn echoes_any_bytes_however_the_writes_split_them() {
 fn echoes_remaining_bytes_after_client_half_close() {
     const LEN: usize = 1 << 20;
     let server = TestServer::start();
-    let mut sent = vec![0; LEN];
-    fastrand::fill(&mut sent);
-    let sent = Arc::new(sent);
+    let sent = Arc::new(common::random_bytes(LEN));
     let mut stream = common::connect(server.addr);
     let mut writer_stream = stream.try_clone().expect("clone the socket");
 
@@ -189,13 +186,7 @@ fn serves_100_concurrent_clients_byte_exact_then_returns_to_idle_thread_count() 
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--quiet"]);
     let addr = server.addr();
 
-    // With one client connected and echoed, the server runs exactly its own
-    // threads plus that client's.
-    let mut probe = common::connect(addr);
-    assert_eq!(common::round_trip(&mut probe, b"probe"), b"probe");
-    let idle = server.threads() - 1;
-    drop(probe);
-    common::wait_until("the probe's thread to end", || server.threads() == idle);
+    let idle = server.idle_threads();
 
     // Clients hold their connections open after their first echo until the
     // thread count has been read; the write lock is released even if this
@@ -263,14 +254,12 @@ fn serves_1000_clients_that_connect_at_once() {
     let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
     let mut streams: Vec<TcpStream> = (0..CLIENTS)
         .map(|index| {
-            TcpStream::connect_timeout(&server.addr(), common::IO_TIMEOUT)
-                .inspect(common::set_timeouts)
-                .unwrap_or_else(|error| {
-                    panic!(
-                        "client {index} not queued: {error} (net.core.somaxconn = {})",
-                        somaxconn.trim()
-                    )
-                })
+            common::try_connect(server.addr()).unwrap_or_else(|error| {
+                panic!(
+                    "client {index} not queued: {error} (net.core.somaxconn = {})",
+                    somaxconn.trim()
+                )
+            })
         })
         .collect();
     server.thaw();
@@ -295,7 +284,7 @@ fn shutdown_closes_idle_and_busy_clients_and_run_returns_promptly() {
     let server = TestServer::start();
 
     let mut idle = common::connect(server.addr);
-    assert_eq!(common::round_trip(&mut idle, b"idle"), b"idle");
+    common::assert_echoes(&mut idle, b"idle");
 
     let (streaming, first_echo) = mpsc::channel();
     let mut busy = common::connect(server.addr);
@@ -322,11 +311,8 @@ fn shutdown_closes_idle_and_busy_clients_and_run_returns_promptly() {
         .expect("the busy client got its first echo");
 
     let started = Instant::now();
-    let (stopped, stats) = mpsc::channel();
-    thread::spawn(move || stopped.send(server.stop()));
-    let stats = stats
-        .recv_timeout(PROMPTLY)
-        .expect("run() returned within the bound");
+    let stats =
+        common::within(PROMPTLY, move || server.stop()).expect("run() returned within the bound");
     assert_eq!(stats.accepted, 2);
     assert_eq!(stats.active, 0);
     assert_eq!(stats.cut, 2, "both clients were closed by the shutdown");
@@ -335,10 +321,7 @@ fn shutdown_closes_idle_and_busy_clients_and_run_returns_promptly() {
         common::closed_without_data(&mut idle),
         "the idle client sees EOF or a reset"
     );
-    let (finished, ended) = mpsc::channel();
-    thread::spawn(move || finished.send(streamer.join()));
-    let (rounds, error) = ended
-        .recv_timeout(PROMPTLY)
+    let (rounds, error) = common::within(PROMPTLY, move || streamer.join())
         .expect("the streaming client ended")
         .expect("the streaming client does not panic");
     assert!(

@@ -5,12 +5,14 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::process::Command;
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, closed_without_data, connect, wait_until};
+use common::{
+    ServerProcess, assert_echoes, assert_summary_has, closed_without_data, connect, is_closed,
+    task_dirs, wait_until,
+};
 use rlimit::Resource;
 use socket2::SockRef;
 
@@ -21,16 +23,6 @@ const STALL: Duration = Duration::from_millis(300);
 /// Linux reports the CPU times in `/proc/PID/stat` in clock ticks of
 /// `USER_HZ`, which is 100 on every architecture.
 const CLOCK_TICKS_PER_SECOND: u64 = 100;
-
-/// Sends `message` on `stream` and asserts that exactly it comes back.
-fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
-    stream.write_all(message).expect("send to the server");
-    let mut reply = vec![0; message.len()];
-    stream
-        .read_exact(&mut reply)
-        .unwrap_or_else(|error| panic!("echo of {:?}: {error}", String::from_utf8_lossy(message)));
-    assert_eq!(reply, message);
-}
 
 /// Writes to `stream` without reading until a write makes no progress for
 /// [`STALL`], or `limit` bytes have gone; returns the bytes written.
@@ -56,16 +48,6 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// Whether `error` says the peer closed the connection.
-fn is_closed(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-    )
-}
-
 /// Reads and discards until the server closes `stream` (EOF or reset),
 /// failing on a read timeout.
 fn drain_until_closed(stream: &mut TcpStream) {
@@ -77,40 +59,6 @@ fn drain_until_closed(stream: &mut TcpStream) {
             Err(error) if is_closed(&error) => return,
             Err(error) => panic!("waiting for the server to close: {error}"),
         }
-    }
-}
-
-/// Sends `-SIGNAL` to `pid` with the `kill` command.
-fn send_signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
-}
-
-/// The parts of the server's closing summary (`stopped: 2 accepted,
-/// 0 rejected, …; at shutdown 0 left on their own, 2 closed`), each
-/// trimmed, or `None` if `log` has no summary.
-fn summary(log: &str) -> Option<Vec<&str>> {
-    let (_, counts) = log.lines().find_map(|line| line.split_once("stopped: "))?;
-    Some(
-        counts
-            .split([',', ';'])
-            .map(|part| part.trim().trim_start_matches("at shutdown "))
-            .collect(),
-    )
-}
-
-/// Asserts that the summary in `log` includes every one of `parts`.
-fn assert_summary_has(log: &str, parts: &[&str]) {
-    let summary = summary(log).unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
-    for part in parts {
-        assert!(
-            summary.contains(part),
-            "{part:?} missing from the summary; log:\n{log}"
-        );
     }
 }
 
@@ -136,9 +84,9 @@ fn open_descriptors(pid: u32) -> usize {
 
 /// Names of the threads of process `pid`.
 fn thread_names(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("list /proc/PID/task")
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+    task_dirs(pid)
+        .into_iter()
+        .filter_map(|task| std::fs::read_to_string(task.join("comm")).ok())
         .map(|name| name.trim_end().to_owned())
         .collect()
 }
@@ -147,9 +95,8 @@ fn thread_names(pid: u32) -> Vec<String> {
 /// `/proc/PID/task/TID/syscall` gives it: a number while blocked, `running`
 /// otherwise; `None` if there is no such thread.
 fn syscall_of(pid: u32, name: &str) -> Option<String> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("list /proc/PID/task")
-        .filter_map(|task| Some(task.ok()?.path()))
+    task_dirs(pid)
+        .into_iter()
         .find(|task| {
             std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim_end() == name)
         })
@@ -157,21 +104,24 @@ fn syscall_of(pid: u32, name: &str) -> Option<String> {
         .and_then(|line| line.split_whitespace().next().map(str::to_owned))
 }
 
-/// Echoes once on a fresh connection, closes it, and returns the server's
-/// thread count with no client: the count while that client was served,
-/// less its own thread, which is waited for to end.
-fn idle_threads(server: &ServerProcess) -> u64 {
-    let mut warm_up = connect(server.addr());
-    assert_echoes(&mut warm_up, b"warm-up");
-    // The echo proves that every thread of an idle server has started,
-    // plus the client's own.
-    let idle = server.threads() - 1;
-    warm_up.shutdown(Shutdown::Write).unwrap();
-    assert!(closed_without_data(&mut warm_up));
-    wait_until("the warm-up client's thread to end", || {
-        server.threads() == idle
+/// Lowers both descriptor limits of process `pid` to `limit`: the server
+/// would raise a soft limit toward the hard one.
+fn limit_descriptors(pid: u32, limit: u64) {
+    rlimit::prlimit(pid as i32, Resource::NOFILE, Some((limit, limit)), None)
+        .expect("lower the server's descriptor limit");
+}
+
+/// Closes `clients`, waits until the server has closed their descriptors
+/// too, and asserts that it then serves a newcomer.
+fn assert_serves_once_clients_leave(server: &ServerProcess, clients: Vec<TcpStream>) {
+    let pid = server.pid();
+    let at_limit = open_descriptors(pid);
+    drop(clients);
+    wait_until("the server to close the clients' descriptors", || {
+        open_descriptors(pid) < at_limit / 2
     });
-    idle
+    let mut newcomer = connect(server.addr());
+    assert_echoes(&mut newcomer, b"descriptors again");
 }
 
 #[test]
@@ -218,7 +168,7 @@ fn a_client_that_never_reads_cannot_grow_server_memory_and_is_closed_after_the_i
 fn keeps_serving_after_a_hundred_clients_reset_mid_stream() {
     const CLIENTS: usize = 100;
     let server = ServerProcess::start(&[]);
-    let idle = idle_threads(&server);
+    let idle = server.idle_threads();
 
     let half = vec![b'r'; 32 * 1024];
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -266,9 +216,7 @@ fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
     let mut warm_up = connect(server.addr());
     assert_echoes(&mut warm_up, b"before the limit");
     drop(warm_up);
-    // Both limits: the server would raise a soft limit toward the hard one.
-    rlimit::prlimit(pid as i32, Resource::NOFILE, Some((LIMIT, LIMIT)), None)
-        .expect("lower the server's descriptor limit");
+    limit_descriptors(pid, LIMIT);
 
     // More clients than descriptors: the server accepts what it can; the
     // kernel completes the other connections into the listen backlog.
@@ -292,13 +240,7 @@ fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
     // than leave it hanging.
     server.wait_for_log("out of file descriptors");
 
-    let at_limit = open_descriptors(pid);
-    drop(clients);
-    wait_until("the server to close the clients' descriptors", || {
-        open_descriptors(pid) < at_limit / 2
-    });
-    let mut newcomer = connect(server.addr());
-    assert_echoes(&mut newcomer, b"descriptors again");
+    assert_serves_once_clients_leave(&server, clients);
 }
 
 #[test]
@@ -317,8 +259,7 @@ fn serves_the_first_client_after_descriptors_are_freed_once_the_backlog_has_drai
         in_accept = syscall_of(pid, "echo-accept-0").filter(|call| call != "running");
         in_accept.is_some()
     });
-    rlimit::prlimit(pid as i32, Resource::NOFILE, Some((LIMIT, LIMIT)), None)
-        .expect("lower the server's descriptor limit");
+    limit_descriptors(pid, LIMIT);
 
     // The server has stdio and its listener open, so some of these clients
     // find no descriptor; each is either served or closed.
@@ -349,13 +290,7 @@ fn serves_the_first_client_after_descriptors_are_freed_once_the_backlog_has_drai
         thread::sleep(Duration::from_millis(5));
     }
 
-    let at_limit = open_descriptors(pid);
-    drop(clients);
-    wait_until("the server to close the clients' descriptors", || {
-        open_descriptors(pid) < at_limit / 2
-    });
-    let mut newcomer = connect(server.addr());
-    assert_echoes(&mut newcomer, b"descriptors again");
+    assert_serves_once_clients_leave(&server, clients);
 }
 
 #[test]
@@ -414,7 +349,7 @@ fn stops_cleanly_on(signal: &str) {
     write_until_stalled(&mut busy, 64 * 1024 * 1024);
 
     let signalled = Instant::now();
-    send_signal(server.pid(), signal);
+    server.signal(signal);
     let (code, log) = server.wait_exit();
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "log:\n{log}");

@@ -4,96 +4,30 @@
 
 mod common;
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    IO_TIMEOUT, ServerProcess, TestServer, closed_without_data, connect, read_to_eof, set_timeouts,
-    wait_until,
+    ServerProcess, TestServer, assert_closed_without_echo, assert_echoes, assert_summary_has,
+    closed_without_data, connect, connect_from, read_to_eof, wait_until,
 };
 use echo_server::Config;
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// How soon a client must be closed once the server has a reason to: it
 /// closes at once, so this is slack for a loaded machine, and under
-/// [`IO_TIMEOUT`] so that a client left hanging is told apart from one
-/// closed late.
+/// [`common::IO_TIMEOUT`] so that a client left hanging is told apart from
+/// one closed late.
 const PROMPTLY: Duration = Duration::from_secs(3);
 
 /// The idle timeout of the in-process servers below: short, so the tests
 /// are quick.
 const IDLE: Duration = Duration::from_millis(500);
 
-/// Sends `message` on `stream` and asserts that exactly it comes back.
-fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
-    stream.write_all(message).expect("send to the server");
-    let mut reply = vec![0; message.len()];
-    stream
-        .read_exact(&mut reply)
-        .unwrap_or_else(|error| panic!("echo of {:?}: {error}", String::from_utf8_lossy(message)));
-    assert_eq!(reply, message);
-}
-
 /// Asserts that the server closes `stream` promptly without echoing
 /// anything, even though bytes were sent first.
 fn assert_refused(stream: &mut TcpStream) {
-    stream.set_read_timeout(Some(PROMPTLY)).unwrap();
-    // The server may have closed the connection already, in which case the
-    // write can fail: what matters is that nothing comes back.
-    match stream.write_all(b"is anybody there?") {
-        Ok(()) => {}
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            ) => {}
-        Err(error) => panic!("send to the server: {error}"),
-    }
-    assert!(
-        closed_without_data(stream),
-        "a client over the limit must be closed within {PROMPTLY:?}, without an echo"
-    );
-}
-
-/// A connection to `server` from the local address `source` (any port),
-/// with read and write timeouts set.
-fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .unwrap_or_else(|error| panic!("bind a client socket to {source}: {error}"));
-    socket
-        .connect_timeout(&server.into(), IO_TIMEOUT)
-        .unwrap_or_else(|error| panic!("connect from {source} to {server}: {error}"));
-    let stream = TcpStream::from(socket);
-    set_timeouts(&stream);
-    stream
-}
-
-/// The parts of the server's closing summary (`stopped: 2 accepted,
-/// 0 rejected, …; at shutdown 0 left on their own, 2 closed`), each
-/// trimmed, or `None` if `log` has no summary.
-fn summary(log: &str) -> Option<Vec<&str>> {
-    let (_, counts) = log.lines().find_map(|line| line.split_once("stopped: "))?;
-    Some(
-        counts
-            .split([',', ';'])
-            .map(|part| part.trim().trim_start_matches("at shutdown "))
-            .collect(),
-    )
-}
-
-/// Asserts that the summary in `log` includes every one of `parts`.
-fn assert_summary_has(log: &str, parts: &[&str]) {
-    let summary = summary(log).unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
-    for part in parts {
-        assert!(
-            summary.contains(part),
-            "{part:?} missing from the summary; log:\n{log}"
-        );
-    }
+    assert_closed_without_echo(stream, b"is anybody there?", PROMPTLY);
 }
 
 #[test]
@@ -260,11 +194,7 @@ fn warns_about_a_burst_of_rejections_at_most_once_a_second() {
     let elapsed = started.elapsed();
 
     // Stopping the server is what makes its log complete.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    server.signal("TERM");
     let (code, log) = server.wait_exit();
     assert_eq!(code, Some(0), "log:\n{log}");
     assert_summary_has(&log, &["1 accepted", &format!("{BURST} rejected")]);

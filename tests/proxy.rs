@@ -10,16 +10,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    IO_TIMEOUT, ServerProcess, TestServer, closed_port, closed_without_data, connect, echo_server,
-    read_to_eof, run_bounded, set_timeouts, wait_until,
+    ServerProcess, TestServer, assert_echoes, closed_port, closed_without_data, connect,
+    connect_from, echo_server, random_bytes, read_to_eof, run_bounded, wait_until,
 };
 use echo_server::{Cidr, Config};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// How soon a client must be closed once the server has a reason to: it
 /// closes at once, so this is slack for a loaded machine, and well under
-/// [`IO_TIMEOUT`] and the 3 s PROXY header timeout, so that a client closed
-/// at once is told apart from one closed by a timeout.
+/// [`common::IO_TIMEOUT`] and the 3 s PROXY header timeout, so that a
+/// client closed at once is told apart from one closed by a timeout.
 const PROMPTLY: Duration = Duration::from_millis(1500);
 
 /// The 12 bytes every PROXY v2 header starts with.
@@ -105,21 +104,6 @@ fn concat(first: &[u8], second: &[u8]) -> Vec<u8> {
     [first, second].concat()
 }
 
-/// A connection to `server` from the local address `source` (any port),
-/// with read and write timeouts set.
-fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .unwrap_or_else(|error| panic!("bind a client socket to {source}: {error}"));
-    socket
-        .connect_timeout(&server.into(), IO_TIMEOUT)
-        .unwrap_or_else(|error| panic!("connect from {source} to {server}: {error}"));
-    let stream = TcpStream::from(socket);
-    set_timeouts(&stream);
-    stream
-}
-
 /// Sends `header` and `payload` in one write and asserts that exactly
 /// `payload` comes back, then EOF once the client has finished sending.
 fn assert_echoes_after(stream: &mut TcpStream, header: &[u8], payload: &[u8]) {
@@ -148,36 +132,9 @@ fn assert_echoes_after(stream: &mut TcpStream, header: &[u8], payload: &[u8]) {
 }
 
 /// Sends `bytes` and asserts that the server closes the connection
-/// promptly without sending anything back.
+/// within [`PROMPTLY`], without sending anything back.
 fn assert_closed_without_echo(stream: &mut TcpStream, bytes: &[u8]) {
-    send_ignoring_close(stream, bytes);
-    stream.set_read_timeout(Some(PROMPTLY)).unwrap();
-    assert!(
-        closed_without_data(stream),
-        "after {:?}: the server must close the connection within {PROMPTLY:?}, without an echo",
-        String::from_utf8_lossy(bytes)
-    );
-}
-
-/// Writes `bytes`; the server may have closed the connection already, in
-/// which case the write fails, which is not what is being tested.
-fn send_ignoring_close(stream: &mut TcpStream, bytes: &[u8]) {
-    match stream.write_all(bytes) {
-        Ok(()) => {}
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            ) => {}
-        Err(error) => panic!("send to the server: {error}"),
-    }
-}
-
-/// Random bytes, for payloads long enough to need more than one read.
-fn random_bytes(length: usize) -> Vec<u8> {
-    let mut bytes = vec![0; length];
-    fastrand::fill(&mut bytes);
-    bytes
+    common::assert_closed_without_echo(stream, bytes, PROMPTLY);
 }
 
 fn proxy_config() -> Config {
@@ -259,7 +216,7 @@ fn echoes_only_the_bytes_after_each_kind_of_header() {
         .write_all(&v2_proxy(client, frontend, &tlvs))
         .unwrap();
     stream.flush().unwrap();
-    assert_eq!(common::round_trip(&mut stream, b"first"), b"first");
+    assert_echoes(&mut stream, b"first");
     assert_echoes_after(&mut stream, b"", b"second");
 
     let served = cases.len() as u64 + 1;
@@ -316,7 +273,7 @@ fn per_ip_limit_counts_the_address_in_the_header_not_the_proxy() {
 
     let mut first = connect(server.addr);
     first.write_all(&header_7).unwrap();
-    assert_eq!(common::round_trip(&mut first, b"first"), b"first");
+    assert_echoes(&mut first, b"first");
 
     // The same client again, through the same proxy: over its limit.
     let mut again = connect(server.addr);
@@ -332,7 +289,7 @@ fn per_ip_limit_counts_the_address_in_the_header_not_the_proxy() {
     other
         .write_all(&v1(addr("192.0.2.8:1000"), frontend))
         .unwrap();
-    assert_eq!(common::round_trip(&mut other, b"other"), b"other");
+    assert_echoes(&mut other, b"other");
 
     // Once the first client has left, its address may connect again.
     first.shutdown(Shutdown::Write).unwrap();
@@ -691,7 +648,7 @@ fn environment_sets_max_connections_and_idle_timeout() {
     });
     let mut first = connect(server.addr());
     let last_sent = Instant::now();
-    assert_eq!(common::round_trip(&mut first, b"first"), b"first");
+    assert_echoes(&mut first, b"first");
 
     let mut second = connect(server.addr());
     assert_closed_without_echo(&mut second, b"second");
@@ -761,7 +718,7 @@ fn command_line_wins_over_the_environment() {
         },
     );
     let mut first = connect(server.addr());
-    assert_eq!(common::round_trip(&mut first, b"first"), b"first");
+    assert_echoes(&mut first, b"first");
     let mut second = connect(server.addr());
     assert_echoes_after(&mut second, b"", b"second");
 }

@@ -1,17 +1,20 @@
-//! Helpers shared by the integration tests: sockets with timeouts, an
-//! in-process server on port 0, a guard around the `echo-server` binary, and
-//! bounded runs of the binaries.
+//! Helpers shared by the integration tests: sockets with timeouts, test
+//! servers that misbehave, an in-process server on port 0, a guard around
+//! the `echo-server` binary, its closing summary, and bounded runs of the
+//! binaries.
 #![allow(dead_code)] // each test crate uses its own subset
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use echo_server::{Config, Server, ShutdownHandle, Stats};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long any single socket operation in a test may block before the test
 /// fails instead of hanging.
@@ -22,8 +25,28 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to `addr` with read and write timeouts set.
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
+    try_connect(addr).unwrap_or_else(|error| panic!("connect to {addr}: {error}"))
+}
+
+/// Like [`connect`], but hands a failure to the test to judge: a listener
+/// that is not there yet, or no longer.
+pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    set_timeouts(&stream);
+    Ok(stream)
+}
+
+/// A connection to `server` from the local IPv4 address `source` (any
+/// port), such as 127.0.0.2, with read and write timeouts set.
+pub fn connect_from(source: IpAddr, server: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|error| panic!("bind a client socket to {source}: {error}"));
+    socket
+        .connect_timeout(&server.into(), IO_TIMEOUT)
+        .unwrap_or_else(|error| panic!("connect from {source} to {server}: {error}"));
+    let stream = TcpStream::from(socket);
     set_timeouts(&stream);
     stream
 }
@@ -44,6 +67,21 @@ pub fn round_trip(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// Sends `message` on `stream` and asserts that exactly it comes back.
+pub fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send to the server");
+    let mut reply = vec![0; message.len()];
+    stream
+        .read_exact(&mut reply)
+        .unwrap_or_else(|error| panic!("echo of {:?}: {error}", String::from_utf8_lossy(message)));
+    assert_eq!(
+        reply,
+        message,
+        "echo of {:?}",
+        String::from_utf8_lossy(message)
+    );
+}
+
 /// Reads until EOF, failing on any error (a timeout included).
 pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     let mut received = Vec::new();
@@ -53,6 +91,17 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     received
 }
 
+/// Whether `error` says the peer closed the connection: a reset, or a
+/// write after it had gone.
+pub fn is_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
 /// Whether the server closed `stream` without sending anything: EOF or a
 /// reset, within the timeout.
 pub fn closed_without_data(stream: &mut TcpStream) -> bool {
@@ -60,11 +109,30 @@ pub fn closed_without_data(stream: &mut TcpStream) -> bool {
     match stream.read(&mut buffer) {
         Ok(0) => true,
         Ok(_) => false,
-        Err(error) => matches!(
-            error.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-        ),
+        Err(error) => is_closed(&error),
     }
+}
+
+/// Writes `bytes`; the server may have closed the connection already, in
+/// which case the write fails, which is not what is being tested.
+pub fn send_ignoring_close(stream: &mut TcpStream, bytes: &[u8]) {
+    match stream.write_all(bytes) {
+        Ok(()) => {}
+        Err(error) if is_closed(&error) => {}
+        Err(error) => panic!("send to the server: {error}"),
+    }
+}
+
+/// Sends `bytes` and asserts that the server closes `stream` within
+/// `limit`, without sending anything back.
+pub fn assert_closed_without_echo(stream: &mut TcpStream, bytes: &[u8], limit: Duration) {
+    send_ignoring_close(stream, bytes);
+    stream.set_read_timeout(Some(limit)).unwrap();
+    assert!(
+        closed_without_data(stream),
+        "after {:?}: the server must close the connection within {limit:?}, without an echo",
+        String::from_utf8_lossy(bytes)
+    );
 }
 
 /// Polls `condition` until it holds, failing the test after
@@ -78,22 +146,45 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `work` on a thread of its own and returns its result if it
+/// finishes within `limit`; `None` if it does not, or panics.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(work());
+    });
+    receiver.recv_timeout(limit).ok()
+}
+
+/// Random bytes, for payloads long enough to need more than one read.
+pub fn random_bytes(length: usize) -> Vec<u8> {
+    let mut bytes = vec![0; length];
+    fastrand::fill(&mut bytes);
+    bytes
+}
+
 /// A loopback address where nothing listens: a port the system handed out
 /// and that was closed again at once.
 pub fn closed_port() -> SocketAddr {
+    free_listener().1
+}
+
+/// A listener on a free port of 127.0.0.1, and its address.
+fn free_listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
-    listener
+    let addr = listener
         .local_addr()
-        .expect("a bound listener has an address")
+        .expect("a bound listener has an address");
+    (listener, addr)
 }
 
 /// A server on 127.0.0.1 that accepts one client and hands its socket, with
 /// timeouts set, to `serve` on a thread of its own.
 pub fn serve_one(serve: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+    let (listener, addr) = free_listener();
     thread::spawn(move || {
         if let Ok((stream, _)) = listener.accept() {
             set_timeouts(&stream);
@@ -103,12 +194,42 @@ pub fn serve_one(serve: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
     addr
 }
 
-/// A server that accepts one client and reads what it sends without ever
-/// replying, until the client goes or the read timeout passes.
+/// A server on 127.0.0.1 that hands every client's socket, with timeouts
+/// set, to `serve` on a thread of its own. What `serve` returns is dropped:
+/// a client that leaves early is no failure. The accept thread is left
+/// behind when the test ends; each client thread ends when its client
+/// closes or its socket times out.
+pub fn serve_each(serve: fn(TcpStream) -> io::Result<()>) -> SocketAddr {
+    let (listener, addr) = free_listener();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            set_timeouts(&stream);
+            thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// A server that reads what each client sends without ever replying, until
+/// the client goes or the read timeout passes.
 pub fn silent_server() -> SocketAddr {
-    serve_one(|mut stream| {
-        let mut sink = [0; 4096];
-        while matches!(stream.read(&mut sink), Ok(read) if read > 0) {}
+    serve_each(|mut stream| io::copy(&mut stream, &mut io::sink()).map(drop))
+}
+
+/// A server that echoes each client with the first byte of every read
+/// flipped, so that every reply differs from what was sent.
+pub fn corrupting_server() -> SocketAddr {
+    serve_each(|mut stream| {
+        let mut buffer = [0; 4096];
+        loop {
+            let read = stream.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(());
+            }
+            buffer[0] ^= 0xff;
+            stream.write_all(&buffer[..read])?;
+        }
     })
 }
 
@@ -187,26 +308,33 @@ impl ServerProcess {
     /// command first (environment, resource limits).
     pub fn start_with(args: &[&str], customize: impl FnOnce(&mut Command)) -> ServerProcess {
         let mut command = echo_server();
-        command
-            .arg("--port")
-            .arg("0")
-            .args(args)
+        command.arg("--port").arg("0").args(args);
+        customize(&mut command);
+        ServerProcess::spawn(&mut command)
+    }
+
+    /// Starts `command` exactly as given, without the `--port 0` that
+    /// [`ServerProcess::start`] adds: an `echo-server` on a port the test
+    /// chose, or a program that runs one in its place (a socket activator).
+    /// Waits for its first `Listening on` line, like `start`.
+    pub fn spawn(command: &mut Command) -> ServerProcess {
+        let description = format!("{command:?}");
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        customize(&mut command);
-        let mut child = command.spawn().expect("start echo-server");
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {description}: {error}"));
         let log = Arc::new(Mutex::new(String::new()));
         let log_thread = collect(child.stderr.take().expect("stderr is piped"), &log);
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let addrs = read_listening_lines(stdout);
+        let addrs = read_listening_lines(child.stdout.take().expect("stdout is piped"));
         if addrs.is_empty() {
             // Killing closes stderr, so the log is complete once collected.
             let _ = child.kill();
-            let status = child.wait().expect("reap echo-server");
+            let status = child.wait().expect("reap the server");
             let _ = log_thread.join();
             panic!(
-                "echo-server printed no Listening line ({status}); log:\n{}",
+                "{description} printed no Listening line ({status}); log:\n{}",
                 log.lock().unwrap()
             );
         }
@@ -263,13 +391,29 @@ impl ServerProcess {
         self.status_field("Threads")
     }
 
+    /// Echoes once on a fresh connection, closes it, and returns the
+    /// server's thread count with no client: the count while that client
+    /// was served, less its own thread, which is waited for to end.
+    pub fn idle_threads(&self) -> u64 {
+        let mut warm_up = connect(self.addr());
+        assert_echoes(&mut warm_up, b"warm-up");
+        // The echo proves that every thread of an idle server has started,
+        // plus the client's own.
+        let idle = self.threads() - 1;
+        warm_up.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_without_data(&mut warm_up));
+        wait_until("the warm-up client's thread to end", || {
+            self.threads() == idle
+        });
+        idle
+    }
+
     /// The one-letter state (`R` running, `S` sleeping, `T` stopped by a
     /// signal…) of every thread of the server, from `/proc/PID/task/*/stat`.
     pub fn thread_states(&self) -> Vec<char> {
-        let tasks =
-            std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("read /proc/PID/task");
-        tasks
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        task_dirs(self.pid())
+            .into_iter()
+            .filter_map(|task| std::fs::read_to_string(task.join("stat")).ok())
             .map(|stat| {
                 // The thread name, in parentheses, may itself contain spaces.
                 stat.rsplit_once(") ")
@@ -329,10 +473,19 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The directory of every thread of process `pid`, `/proc/PID/task/TID`.
+/// A thread that ends while they are listed may be missing.
+pub fn task_dirs(pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list /proc/PID/task")
+        .filter_map(|task| Some(task.ok()?.path()))
+        .collect()
+}
+
 /// Reads `Listening on ADDR` lines until the first line that is not one (or
 /// EOF), in a thread so that a silent server fails the test, not hangs it.
 fn read_listening_lines(stdout: std::process::ChildStdout) -> Vec<SocketAddr> {
-    let (sender, receiver) = std::sync::mpsc::channel();
+    let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -372,6 +525,34 @@ fn collect(stderr: ChildStderr, log: &Arc<Mutex<String>>) -> JoinHandle<()> {
     })
 }
 
+/// The `stopped: …` line a server logs as it exits, with its statistics
+/// (`stopped: 2 accepted, 0 rejected, …; at shutdown 0 left on their own,
+/// 2 closed`); fails the test if `log` has none.
+pub fn summary_line(log: &str) -> &str {
+    log.lines()
+        .find(|line| line.contains("stopped: "))
+        .unwrap_or_else(|| panic!("no summary in the log:\n{log}"))
+}
+
+/// Asserts that the summary in `log` includes every one of `parts`, each a
+/// whole part of it between commas and semicolons (`2 accepted`,
+/// `2 closed`).
+pub fn assert_summary_has(log: &str, parts: &[&str]) {
+    let (_, counts) = summary_line(log)
+        .split_once("stopped: ")
+        .expect("summary_line finds a line holding `stopped: `");
+    let summary: Vec<&str> = counts
+        .split([',', ';'])
+        .map(|part| part.trim().trim_start_matches("at shutdown "))
+        .collect();
+    for part in parts {
+        assert!(
+            summary.contains(part),
+            "{part:?} missing from the summary; log:\n{log}"
+        );
+    }
+}
+
 /// A command for the `echo-server` binary, with the test's `RUST_LOG`
 /// removed so that the log level is the one the arguments ask for.
 pub fn echo_server() -> Command {
@@ -383,6 +564,14 @@ pub fn echo_server() -> Command {
 /// A command for the `echo-client` binary.
 pub fn echo_client() -> Command {
     Command::new(env!("CARGO_BIN_EXE_echo-client"))
+}
+
+/// A command for the `echo-bench` binary, with the test's `RUST_LOG`
+/// removed.
+pub fn echo_bench() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_echo-bench"));
+    command.env_remove("RUST_LOG");
+    command
 }
 
 /// What a command run to completion did; displays everything, for failure
@@ -411,6 +600,12 @@ impl fmt::Display for Finished {
 /// Runs `command` with `input` on its standard input until it exits; kills
 /// it and fails the test if it runs longer than [`EVENT_TIMEOUT`].
 pub fn run_bounded(command: &mut Command, input: &[u8]) -> Finished {
+    run_bounded_by(command, input, EVENT_TIMEOUT)
+}
+
+/// Like [`run_bounded`], for a command that takes longer by design: kills
+/// it and fails the test if it runs longer than `limit`.
+pub fn run_bounded_by(command: &mut Command, input: &[u8], limit: Duration) -> Finished {
     let description = format!("{command:?}");
     let mut child = command
         .stdin(Stdio::piped())
@@ -425,7 +620,7 @@ pub fn run_bounded(command: &mut Command, input: &[u8]) -> Finished {
     let writer = thread::spawn(move || drop(stdin.write_all(&input)));
     let stdout = read_all(child.stdout.take().expect("stdout is piped"));
     let stderr = read_all(child.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll the child") {
             break Some(status);
@@ -446,7 +641,7 @@ pub fn run_bounded(command: &mut Command, input: &[u8]) -> Finished {
     };
     assert!(
         status.is_some(),
-        "still running after {EVENT_TIMEOUT:?}, killed\n{finished}"
+        "still running after {limit:?}, killed\n{finished}"
     );
     finished
 }
@@ -458,38 +653,4 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
-}
-
-impl ServerProcess {
-    /// Starts `command` exactly as given, without the `--port 0` that
-    /// [`ServerProcess::start`] adds: an `echo-server` on a port the test
-    /// chose, or a program that runs one in its place (a socket activator).
-    /// Waits for its first `Listening on` line, like `start`.
-    pub fn spawn(command: &mut Command) -> ServerProcess {
-        let description = format!("{command:?}");
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {description}: {error}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let log_thread = collect(child.stderr.take().expect("stderr is piped"), &log);
-        let addrs = read_listening_lines(child.stdout.take().expect("stdout is piped"));
-        if addrs.is_empty() {
-            let _ = child.kill();
-            let status = child.wait().expect("reap the server");
-            let _ = log_thread.join();
-            panic!(
-                "{description} printed no Listening line ({status}); log:\n{}",
-                log.lock().unwrap()
-            );
-        }
-        ServerProcess {
-            child,
-            addrs,
-            log,
-            log_thread: Some(log_thread),
-        }
-    }
 }
