@@ -411,6 +411,10 @@ impl Shared {
     /// Stops accepting, wakes the accept loops, and sets how long clients
     /// may stay (`None`: no drain); idempotent, the first call decides.
     fn stop_accepting(&self, drain_until: Option<Instant>) {
+        // Held until the listen queues are emptied: the accept loops end as
+        // soon as they see the flag, and run() must not collect the queued
+        // clients before all of them have been taken.
+        let mut queued = self.lock_queued();
         {
             let mut stop = self.lock_stop();
             if self.stopping.swap(true, Ordering::AcqRel) {
@@ -426,7 +430,7 @@ impl Shared {
                 if drain_until.is_some() {
                     // Clients queued when a drain begins have connected
                     // before it: they are served, not reset.
-                    self.take_queued(listener);
+                    take_queued(listener, &mut queued);
                 }
                 // On Linux, shutting down a listening socket makes a blocked
                 // accept() return EINVAL at once, even with a full backlog,
@@ -444,24 +448,6 @@ impl Shared {
         }
     }
 
-    /// Accepts every client queued on `listener` without waiting, for the
-    /// accept loops to admit.
-    fn take_queued(&self, listener: &TcpListener) {
-        if let Err(error) = listener.set_nonblocking(true) {
-            debug!("cannot take the queued clients: {error}");
-            return;
-        }
-        let mut queued = self.lock_queued();
-        loop {
-            match listener.accept() {
-                // Accepted sockets do not inherit O_NONBLOCK on Linux.
-                Ok(client) => queued.push(client),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) if listener::classify(&error) == AcceptError::Connection => {}
-                Err(_) => break,
-            }
-        }
-    }
 
     /// The clients taken from the listen queues when a drain began.
     pub(crate) fn take_queued_clients(&self) -> Vec<(TcpStream, SocketAddr)> {
@@ -555,6 +541,24 @@ impl Shared {
 fn shut_down(listener: &TcpListener) {
     // An error only means the socket is unusable already.
     let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+}
+
+/// Accepts every client queued on `listener` without waiting, into
+/// `queued`.
+fn take_queued(listener: &TcpListener, queued: &mut Vec<(TcpStream, SocketAddr)>) {
+    if let Err(error) = listener.set_nonblocking(true) {
+        debug!("cannot take the queued clients: {error}");
+        return;
+    }
+    loop {
+        match listener.accept() {
+            // Accepted sockets do not inherit O_NONBLOCK on Linux.
+            Ok(client) => queued.push(client),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) if listener::classify(&error) == AcceptError::Connection => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// Connects to a listener's own address to wake its accept loop, telling
