@@ -448,7 +448,6 @@ impl Shared {
         }
     }
 
-
     /// The clients taken from the listen queues when a drain began.
     pub(crate) fn take_queued_clients(&self) -> Vec<(TcpStream, SocketAddr)> {
         std::mem::take(&mut *self.lock_queued())
