@@ -13,7 +13,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -27,9 +27,9 @@ use crate::limits::{Permit, Refusal};
 use crate::sched;
 use crate::server::Shared;
 
-/// Stack of a client's thread. The echo loop keeps its buffer on the heap
-/// and needs a few KiB of stack; this leaves room for logging and for
-/// unoptimised builds while costing only the pages actually touched.
+/// Stack of a client's thread. The echo loop needs a few KiB of stack, its
+/// 2 KiB buffer included; this leaves room for logging and for unoptimised
+/// builds while costing only the pages actually touched.
 const CLIENT_STACK_SIZE: usize = 128 * 1024;
 
 /// First pause after an accept error that more tries would only repeat.
@@ -145,28 +145,41 @@ pub(crate) fn accept_loop(
                             "accept failed {count} time(s): {error}; retrying in up to {backoff:?}"
                         );
                     }
-                    if is_out_of_descriptors(&error) && reserve.take().is_some() {
-                        // This accept may block until the next client if
-                        // the backlog emptied meanwhile: by then descriptors
-                        // may be free again, and the client is served.
-                        if let Ok((stream, peer)) = listener.accept() {
-                            reserve = File::open("/dev/null").ok();
-                            if reserve.is_some() {
-                                admit(shared, stream, peer, spawner);
-                            } else {
-                                drop(stream);
-                                reject(shared, peer, &Rejection::NoDescriptor);
-                            }
-                        }
-                        if reserve.is_none() {
-                            reserve = File::open("/dev/null").ok();
-                        }
+                    if is_out_of_descriptors(&error) {
+                        use_reserve(shared, listener, &mut reserve, spawner);
                     }
                     shared.pause(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             },
         }
+    }
+}
+
+/// Out of descriptors: closes the reserve descriptor to accept one waiting
+/// client, and takes the reserve back. The client is served if the reserve
+/// can be reopened, since descriptors are then free again (the accept may
+/// block until the next client if the backlog emptied meanwhile), and
+/// closed otherwise.
+fn use_reserve(
+    shared: &Shared,
+    listener: &TcpListener,
+    reserve: &mut Option<File>,
+    spawner: &Sender<Admitted>,
+) {
+    if reserve.take().is_some() {
+        if let Ok((stream, peer)) = listener.accept() {
+            *reserve = File::open("/dev/null").ok();
+            if reserve.is_some() {
+                admit(shared, stream, peer, spawner);
+            } else {
+                drop(stream);
+                reject(shared, peer, &Rejection::NoDescriptor);
+            }
+        }
+    }
+    if reserve.is_none() {
+        *reserve = File::open("/dev/null").ok();
     }
 }
 
