@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, log_enabled};
+use log::{debug, info};
 
 use crate::limits::Permit;
 use crate::listener::{self, Rejection};
@@ -104,7 +104,7 @@ pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut p
             Err(rejection) => return listener::reject(shared, peer, &rejection),
         }
     } else {
-        // The accept loop has logged the connection: formatting a log line
+        // The spawner has logged the connection: formatting a log line
         // here would leave this thread a log buffer and deeper stack pages
         // for as long as the client stays.
         (
@@ -228,9 +228,7 @@ fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) ->
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return End::from(error),
         };
-        if log_enabled!(log::Level::Debug) {
-            debug!("{peer}: got {read} bytes: {}", Preview(&buffer[..read]));
-        }
+        debug!("{peer}: got {read} bytes: {}", Preview(&buffer[..read]));
         if let Err(error) = stream.write_all(&buffer[..read]) {
             return End::from(error);
         }
