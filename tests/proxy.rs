@@ -685,7 +685,8 @@ fn environment_sets_the_port_and_the_bind_address() {
 fn environment_sets_proxy_protocol_and_a_list_of_ranges() {
     let server = ServerProcess::start_with(&["--bind", "127.0.0.1"], |command| {
         command
-            .env("ECHO_SERVER_PROXY_PROTOCOL", "true")
+            // A switch takes 1, yes and on as well as true.
+            .env("ECHO_SERVER_PROXY_PROTOCOL", "1")
             .env("ECHO_SERVER_DENY", "198.51.100.0/24,192.0.2.66");
     });
     let frontend = addr(FRONTEND);
@@ -700,9 +701,9 @@ fn environment_sets_proxy_protocol_and_a_list_of_ranges() {
         assert_closed_without_echo(&mut denied, &concat(&v1(addr(source), frontend), b"no"));
     }
 
-    // `false` leaves the flag off: a header is then just bytes to echo.
+    // `no` leaves the flag off: a header is then just bytes to echo.
     let plain = ServerProcess::start_with(&["--bind", "127.0.0.1"], |command| {
-        command.env("ECHO_SERVER_PROXY_PROTOCOL", "false");
+        command.env("ECHO_SERVER_PROXY_PROTOCOL", "no");
     });
     let mut stream = connect(plain.addr());
     let header = v1(addr(CLIENT), frontend);
