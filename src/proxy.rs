@@ -1215,6 +1215,27 @@ mod tests {
         Ok(())
     }
 
+    /// Checks that `header` followed by `payload` parses as `expected`,
+    /// consuming the header only, and that every prefix of it is incomplete.
+    fn parses_whole_and_no_prefix(
+        header: &[u8],
+        payload: &[u8],
+        expected: Header,
+    ) -> Result<(), TestCaseError> {
+        let input = [header, payload].concat();
+        prop_assert_eq!(
+            parse(&input),
+            Ok(Parse::Complete {
+                header: expected,
+                length: header.len(),
+            })
+        );
+        for end in 0..header.len() {
+            prop_assert_eq!(parse(&header[..end]), Ok(Parse::Incomplete));
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics_and_stays_within_its_input(
@@ -1246,17 +1267,7 @@ mod tests {
         ) {
             let header = v1(source, destination);
             prop_assert!(header.len() <= V1_MAX_LEN);
-            let input = [&header[..], &payload].concat();
-            prop_assert_eq!(
-                parse(&input),
-                Ok(Parse::Complete {
-                    header: Header::Proxied { source, destination },
-                    length: header.len(),
-                })
-            );
-            for end in 0..header.len() {
-                prop_assert_eq!(parse(&header[..end]), Ok(Parse::Incomplete));
-            }
+            parses_whole_and_no_prefix(&header, &payload, Header::Proxied { source, destination })?;
         }
 
         #[test]
@@ -1266,17 +1277,8 @@ mod tests {
             payload in prop::collection::vec(any::<u8>(), 0..20),
         ) {
             let header = v2_proxy(source, destination, &tlvs);
+            parses_whole_and_no_prefix(&header, &payload, Header::Proxied { source, destination })?;
             let input = [&header[..], &payload].concat();
-            prop_assert_eq!(
-                parse(&input),
-                Ok(Parse::Complete {
-                    header: Header::Proxied { source, destination },
-                    length: header.len(),
-                })
-            );
-            for end in 0..header.len() {
-                prop_assert_eq!(parse(&header[..end]), Ok(Parse::Incomplete));
-            }
             let (read, rest) = read_header(&mut OneByteAtATime(&input)).unwrap();
             prop_assert_eq!(read, Header::Proxied { source, destination });
             prop_assert!(rest.is_empty());
