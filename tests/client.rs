@@ -189,6 +189,20 @@ fn echo_client_exits_1_naming_the_address_when_the_connection_is_refused() {
 }
 
 #[test]
+fn echo_client_exits_1_naming_a_host_that_does_not_resolve() {
+    // `.invalid` never resolves (RFC 6761), so no name server is asked.
+    let finished = run_client(&["--host", "no-such-host.invalid", "hello"], b"");
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert!(
+        finished
+            .stderr
+            .starts_with("error: cannot resolve no-such-host.invalid: "),
+        "{finished}"
+    );
+}
+
+#[test]
 fn echo_client_exits_1_when_no_reply_comes_within_the_timeout() {
     let addr = common::silent_server();
     let port = addr.port().to_string();

@@ -4,6 +4,7 @@
 //! without, sends each line of standard input and prints its reply.
 
 use std::io::{self, BufRead, Write};
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,7 +57,16 @@ fn main() -> ExitCode {
 
 /// Connects, sends everything asked for, checks each reply, closes.
 fn run(cli: &Cli) -> io::Result<()> {
-    let mut client = Client::connect((cli.host.as_str(), cli.port), cli.timeout)?;
+    let addrs = (cli.host.as_str(), cli.port)
+        .to_socket_addrs()
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot resolve {}: {error}", cli.host),
+            )
+        })?
+        .collect::<Vec<_>>();
+    let mut client = Client::connect(&addrs[..], cli.timeout)?;
     if cli.messages.is_empty() {
         send_lines(&mut client, io::stdin().lock())?;
     } else {
