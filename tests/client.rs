@@ -190,7 +190,7 @@ fn echo_client_exits_1_naming_the_address_when_the_connection_is_refused() {
 
 #[test]
 fn echo_client_exits_1_naming_a_host_that_does_not_resolve() {
-    // `.invalid` never resolves (RFC 6761), so no name server is asked.
+    // Names under `.invalid` never resolve (RFC 6761).
     let finished = run_client(&["--host", "no-such-host.invalid", "hello"], b"");
 
     assert_eq!(finished.code, Some(1), "{finished}");
