@@ -3,10 +3,10 @@
 //!
 //! [`Server::bind`] opens every listening socket before anything is served,
 //! so [`Server::local_addrs`] is known at once (port 0 works). [`Server::run`]
-//! runs one accept loop per listener (see `listener`) and one thread per
-//! client (see `handler`) until a [`ShutdownHandle`] asks it to stop or a
-//! listener dies, then closes every client and returns after their threads
-//! have finished.
+//! runs one accept loop per listener and the spawner (see `listener`), and
+//! one thread per client (see `handler`), until a [`ShutdownHandle`] asks it
+//! to stop or a listener dies; then, after a drain if one was asked for, it
+//! closes every client and returns once their threads have finished.
 
 use std::fmt;
 use std::io;
