@@ -226,26 +226,9 @@ mod tests {
     }
 
     #[test]
-    fn json_has_exactly_the_contract_keys() {
+    fn json_figures_come_from_the_tally() {
+        // The key set is checked on the binary's real output, in tests/bench.rs.
         let json = report().json();
-        let object = json.as_object().expect("the report is an object");
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "bytes",
-                "connect_errors",
-                "connections",
-                "duration_s",
-                "errors",
-                "latency_us",
-                "messages",
-                "mib_per_sec",
-                "mismatches",
-                "msgs_per_sec",
-            ]
-        );
         assert_eq!(json["msgs_per_sec"], 500.0);
         assert_eq!(json["bytes"], 100_000);
         let p50 = json["latency_us"]["p50"].as_f64().expect("p50 is a number");
