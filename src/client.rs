@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::errors::reason;
+
 /// A connection to an echo server.
 ///
 /// TCP has no message boundaries: [`send`](Client::send) writes the whole
@@ -152,15 +154,4 @@ fn connect_one(peer: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
             format!("cannot connect to {peer}: {}", reason(&error)),
         )
     })
-}
-
-/// The OS's message for `error`, lowercased as error messages are
-/// ("connection refused").
-fn reason(error: &io::Error) -> String {
-    let message = crate::os_message(error);
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => message,
-    }
 }

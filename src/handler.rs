@@ -12,7 +12,7 @@ use log::{debug, info};
 use crate::limits::Permit;
 use crate::listener::{self, Rejection};
 use crate::preview::Preview;
-use crate::proxy::{self, Header};
+use crate::proxy_protocol::{self, Header};
 use crate::server::Shared;
 
 /// Size of the first read buffer, on the thread's stack: a typical message
@@ -146,7 +146,7 @@ fn proxy_handshake(
         stream,
         until: Instant::now() + wait,
     };
-    let header = proxy::read_header(&mut reader)
+    let header = proxy_protocol::read_header(&mut reader)
         .and_then(|header| stream.set_read_timeout(idle).map(|()| header));
     let (header, pending) = header.map_err(Rejection::BadHeader)?;
     let peer = match header {

@@ -35,27 +35,22 @@
 
 mod cidr;
 mod client;
+mod errors;
 mod handler;
 mod limits;
 mod listener;
 mod preview;
-mod proxy;
-mod sched;
+mod proxy_protocol;
+mod resolve;
 mod server;
+mod sys;
 
 pub use cidr::{Cidr, CidrError};
 pub use client::Client;
+pub use errors::{os_message, reason};
+pub use resolve::resolve;
 pub use server::{
     Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Server,
     ShutdownHandle, Stats,
 };
-
-/// The message of an OS error without std's " (os error N)" suffix, so that
-/// errors read like `Address already in use` as other servers print them.
-pub(crate) fn os_message(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.rsplit_once(" (os error ") {
-        Some((message, _)) => message.to_owned(),
-        None => text,
-    }
-}
+pub use sys::raise_open_file_limit;

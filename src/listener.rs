@@ -24,8 +24,8 @@ use log::{debug, info, warn};
 
 use crate::handler;
 use crate::limits::{Permit, Refusal};
-use crate::sched;
 use crate::server::Shared;
+use crate::sys;
 
 /// Stack of a client's thread. The echo loop needs a few KiB of stack, its
 /// 2 KiB buffer included; this leaves room for logging and for unoptimised
@@ -237,7 +237,7 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, spawner: &Sender<
 /// until every accept loop has ended.
 pub(crate) fn spawn_loop(shared: &Arc<Shared>, admitted: &Receiver<Admitted>) {
     // Threads inherit the policy of the thread that creates them.
-    if let Err(error) = sched::use_batch_scheduling() {
+    if let Err(error) = sys::use_batch_scheduling() {
         debug!("cannot use SCHED_BATCH, keeping the default policy: {error}");
     }
     for client in admitted {

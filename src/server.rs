@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread;
@@ -596,7 +596,7 @@ fn bind_all(names: &[String], mut port: u16, reuse_port: bool) -> io::Result<Vec
         let explicit = name.trim_matches(['[', ']']).parse::<IpAddr>().ok();
         let addrs = match explicit {
             Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => resolve(name, port)?,
+            None => crate::resolve(name, port)?,
         };
         let before = listeners.len();
         for addr in addrs {
@@ -622,20 +622,6 @@ fn bind_all(names: &[String], mut port: u16, reuse_port: bool) -> io::Result<Vec
         }
     }
     Ok(listeners)
-}
-
-/// Every distinct address `name` resolves to.
-fn resolve(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let mut addrs = Vec::new();
-    let resolved = (name, port)
-        .to_socket_addrs()
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot resolve {name}: {error}")))?;
-    for addr in resolved {
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
-        }
-    }
-    Ok(addrs)
 }
 
 /// A listening socket on `addr`, with the options every listener gets.

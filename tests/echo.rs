@@ -245,7 +245,8 @@ fn serves_100_concurrent_clients_byte_exact_then_returns_to_idle_thread_count() 
 #[test]
 fn serves_1000_clients_that_connect_at_once() {
     const CLIENTS: usize = 1000;
-    rlimit::increase_nofile_limit(u64::MAX).expect("raise the descriptor limit");
+    echo_server::raise_open_file_limit(2 * CLIENTS as u64 + 64)
+        .expect("raise the descriptor limit");
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--quiet"]);
 
     // With the server frozen, every connection waits in the listen backlog:

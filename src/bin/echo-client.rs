@@ -4,7 +4,6 @@
 //! without, sends each line of standard input and prints its reply.
 
 use std::io::{self, BufRead, Write};
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -57,15 +56,7 @@ fn main() -> ExitCode {
 
 /// Connects, sends everything asked for, checks each reply, closes.
 fn run(cli: &Cli) -> io::Result<()> {
-    let addrs = (cli.host.as_str(), cli.port)
-        .to_socket_addrs()
-        .map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot resolve {}: {error}", cli.host),
-            )
-        })?
-        .collect::<Vec<_>>();
+    let addrs = echo_server::resolve(&cli.host, cli.port)?;
     let mut client = Client::connect(&addrs[..], cli.timeout)?;
     if cli.messages.is_empty() {
         send_lines(&mut client, io::stdin().lock())?;

@@ -83,11 +83,7 @@ const DESCRIPTOR_RESERVE: u64 = 32;
 /// counted.
 fn raise_descriptor_limit(connections: usize) {
     let wanted = connections as u64 + DESCRIPTOR_RESERVE;
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < wanted => warn!(
-            "open file limit is {limit}: not all of the {connections} connections can be opened"
-        ),
-        Ok(_) => {}
-        Err(error) => warn!("cannot raise the open file limit: {error}"),
+    if let Err(error) = echo_server::raise_open_file_limit(wanted) {
+        warn!("{error}: not all of the {connections} connections can be opened");
     }
 }

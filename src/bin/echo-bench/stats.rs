@@ -69,13 +69,14 @@ impl Tally {
     pub fn connect_error(&mut self, error: &io::Error) {
         self.connect_errors += 1;
         self.first_connect_error
-            .get_or_insert_with(|| describe(error));
+            .get_or_insert_with(|| echo_server::reason(error));
     }
 
     /// Counts an error on an established connection.
     pub fn error(&mut self, error: &io::Error) {
         self.errors += 1;
-        self.first_error.get_or_insert_with(|| describe(error));
+        self.first_error
+            .get_or_insert_with(|| echo_server::reason(error));
     }
 
     /// Adds another worker's counts to these. The measured time is the
@@ -98,21 +99,6 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
-    }
-}
-
-/// The error as error messages read: `connection refused`, without std's
-/// " (os error 111)" or the OS's capital letter.
-fn describe(error: &io::Error) -> String {
-    let text = error.to_string();
-    let text = match text.rsplit_once(" (os error ") {
-        Some((message, _)) => message,
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
@@ -142,12 +128,6 @@ mod tests {
             total.first_connect_error.as_deref(),
             Some("connection refused")
         );
-    }
-
-    #[test]
-    fn os_errors_read_like_error_messages() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(describe(&refused), "connection refused");
     }
 
     #[test]

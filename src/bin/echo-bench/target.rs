@@ -1,7 +1,7 @@
 //! Which address of the server to load.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use log::debug;
@@ -20,16 +20,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Fails if `host` cannot be resolved or resolves to no address.
 pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot resolve {host}: {error}")))?
-        .collect();
-    let Some(&first) = addrs.first() else {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("cannot resolve {host}: no address"),
-        ));
-    };
+    let addrs = echo_server::resolve(host, port)?;
+    let first = addrs[0];
     if addrs.len() == 1 {
         return Ok(first);
     }
@@ -44,24 +36,4 @@ pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
             },
         );
     Ok(answering.unwrap_or(first))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_address_is_used_as_given() {
-        let addr = resolve("127.0.0.1", 9).expect("an IP address resolves");
-        assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], 9)));
-    }
-
-    #[test]
-    fn an_unknown_host_is_an_error_naming_it() {
-        let error = resolve("no-such-host.invalid", 9).expect_err("the name does not resolve");
-        assert!(
-            error.to_string().contains("no-such-host.invalid"),
-            "{error}"
-        );
-    }
 }

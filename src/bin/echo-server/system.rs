@@ -17,13 +17,10 @@ const DESCRIPTOR_RESERVE: u64 = 64;
 /// cannot cover `max_connections` clients.
 pub fn raise_descriptor_limit(max_connections: usize) {
     let wanted = max_connections as u64 + DESCRIPTOR_RESERVE;
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if max_connections > 0 && limit < wanted => warn!(
-            "open file limit is {limit}: fewer than --max-connections {max_connections} clients \
-             can be served at once"
-        ),
-        Ok(_) => {}
-        Err(error) => warn!("cannot raise the open file limit: {error}"),
+    if let Err(error) = echo_server::raise_open_file_limit(wanted) {
+        warn!(
+            "{error}: fewer than --max-connections {max_connections} clients may be served at once"
+        );
     }
 }
 
