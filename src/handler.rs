@@ -1,19 +1,25 @@
-//! The handler: one client's thread, looping read → write until the client
-//! goes, then logging a one-line summary.
+//! The handler: one client's thread, from its socket's options and, behind
+//! a load balancer, the PROXY header, through the echo loop to a one-line
+//! summary.
+//!
+//! It serves any [`Socket`] through the [`Stream`] seam, so that every kind
+//! of client is served by the same echo loop and ends the same way.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use crate::limits::Permit;
-use crate::listener::{self, Rejection};
+use crate::config::Config;
+use crate::limits::{Permit, Tracked};
 use crate::preview::Preview;
 use crate::proxy_protocol::{self, Header};
-use crate::server::Shared;
+use crate::stats::{Counters, Rejection};
+use crate::stop::{Phase, Stop};
+use crate::stream::{Plain, Socket, Stream};
 
 /// Size of the first read buffer, on the thread's stack: a typical message
 /// fits, and it shares the stack pages the thread touches anyway, so an
@@ -24,6 +30,34 @@ const BUFFER_SMALL: usize = 2 * 1024;
 /// memory, since nothing is read before the previous read has been written
 /// back.
 const BUFFER_LARGE: usize = 64 * 1024;
+
+/// Longest wait for a PROXY header: a balancer sends it at once, so a
+/// connection without one is not from a balancer.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A client admitted by an accept loop, with what its thread needs.
+#[derive(Debug)]
+pub(crate) struct Client<S> {
+    /// The connection, shared with the registry that shutdown and the idle
+    /// watchdog use.
+    pub(crate) socket: Arc<Tracked<S>>,
+    /// Where it comes from.
+    pub(crate) peer: SocketAddr,
+    /// Its connection slot.
+    pub(crate) permit: Permit,
+}
+
+/// What every client thread of a server shares: cheap to clone, one per
+/// thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Handler {
+    /// Whether a PROXY header comes first, and who may be served.
+    config: Arc<Config>,
+    /// Where bytes echoed and rejections are counted.
+    counters: Arc<Counters>,
+    /// Whether the server is closing its clients, to say why one ended.
+    stop: Arc<Stop>,
+}
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -43,8 +77,6 @@ enum End {
 impl From<io::Error> for End {
     fn from(error: io::Error) -> End {
         match error.kind() {
-            // SO_RCVTIMEO / SO_SNDTIMEO expiry reads as EAGAIN on Unix.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => End::IdleTimeout,
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe => End::Reset,
@@ -83,136 +115,160 @@ impl fmt::Display for Peer {
     }
 }
 
-/// Longest wait for a PROXY header: a balancer sends it at once, so a
-/// connection without one is not from a balancer.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Serves one client until it goes; `permit` is its slot, given back when
-/// this returns (or unwinds).
-pub(crate) fn serve(shared: &Shared, stream: &TcpStream, peer: SocketAddr, mut permit: Permit) {
-    let started = Instant::now();
-    if let Err(error) = configure(stream, shared) {
-        debug!("{peer} dropped before it was served: {error}");
-        return;
-    }
-    let (peer, pending) = if shared.config.proxy_protocol {
-        match proxy_handshake(shared, stream, peer, &mut permit) {
-            Ok((peer, pending)) => {
-                info!("{peer} connected");
-                (peer, pending)
-            }
-            Err(rejection) => return listener::reject(shared, peer, &rejection),
+impl Handler {
+    /// A handler for the clients of a server with `config`.
+    pub(crate) fn new(config: Arc<Config>, counters: Arc<Counters>, stop: Arc<Stop>) -> Handler {
+        Handler {
+            config,
+            counters,
+            stop,
         }
-    } else {
-        // The spawner has logged the connection: formatting a log line
-        // here would leave this thread a log buffer and deeper stack pages
-        // for as long as the client stays.
-        (
-            Peer {
+    }
+
+    /// Whether clients are logged once their PROXY header is read rather
+    /// than when their thread starts.
+    pub(crate) fn logs_connects(&self) -> bool {
+        self.config.proxy_protocol
+    }
+
+    /// Serves `client` until it goes.
+    ///
+    /// Its slot is given back as soon as it is no longer served; the thread
+    /// then logs the summary and closes the socket, the last reference to
+    /// it, as it returns.
+    pub(crate) fn serve<S: Socket>(&self, client: Client<S>) {
+        let started = Instant::now();
+        let Client {
+            socket,
+            peer,
+            mut permit,
+        } = client;
+        if let Err(error) = socket.socket().configure() {
+            debug!("{peer} dropped before it was served: {error}");
+            return;
+        }
+        let (peer, pending) = if self.config.proxy_protocol {
+            match self.proxy_handshake(socket.socket(), peer, &mut permit) {
+                Ok((peer, pending)) => {
+                    info!("{peer} connected");
+                    (peer, pending)
+                }
+                Err(rejection) => return self.counters.reject(peer, &rejection),
+            }
+        } else {
+            // The spawner has logged the connection: formatting a log line
+            // here would leave this thread a log buffer and deeper stack
+            // pages for as long as the client stays.
+            let peer = Peer {
                 client: peer,
                 proxy: None,
-            },
-            Vec::new(),
-        )
-    };
-    let mut echoed = 0;
-    let end = echo(stream, peer, &pending, &mut echoed);
-    let end = if shared.is_closing() {
-        End::Shutdown
-    } else {
-        end
-    };
-    shared
-        .counters
-        .bytes_echoed
-        .fetch_add(echoed, Ordering::Relaxed);
-    info!(
-        "{peer} disconnected: {end}, {echoed} bytes echoed in {:.3?}",
-        started.elapsed()
-    );
-}
-
-/// Reads the PROXY header and admits the client it names, returning who it
-/// is and the bytes that came after the header.
-fn proxy_handshake(
-    shared: &Shared,
-    stream: &TcpStream,
-    proxy: SocketAddr,
-    permit: &mut Permit,
-) -> Result<(Peer, Vec<u8>), Rejection> {
-    let idle = shared.config.idle_timeout;
-    let wait = idle.map_or(PROXY_HEADER_TIMEOUT, |idle| idle.min(PROXY_HEADER_TIMEOUT));
-    let mut reader = Deadline {
-        stream,
-        until: Instant::now() + wait,
-    };
-    let header = proxy_protocol::read_header(&mut reader)
-        .and_then(|header| stream.set_read_timeout(idle).map(|()| header));
-    let (header, pending) = header.map_err(Rejection::BadHeader)?;
-    let peer = match header {
-        Header::Proxied { source, .. } => Peer {
-            client: source,
-            proxy: Some(proxy),
-        },
-        // A balancer's own connection (a health check): its address is the
-        // client's.
-        Header::Local => Peer {
-            client: proxy,
-            proxy: None,
-        },
-    };
-    let ip = peer.client.ip();
-    if !shared.config.admits(ip) {
-        return Err(Rejection::Denied);
+            };
+            (peer, Vec::new())
+        };
+        let mut echoed = 0;
+        let end = echo(
+            &mut Plain(socket.socket()),
+            &socket,
+            peer,
+            &pending,
+            &mut echoed,
+        );
+        let end = if socket.timed_out() {
+            End::IdleTimeout
+        } else if matches!(self.stop.phase(), Phase::Closing | Phase::Stopped) {
+            End::Shutdown
+        } else {
+            end
+        };
+        self.counters.echoed(echoed);
+        drop(permit);
+        info!(
+            "{peer} disconnected: {end}, {echoed} bytes echoed in {:.3?}",
+            started.elapsed()
+        );
     }
-    permit.claim_ip(ip).map_err(Rejection::Limit)?;
-    Ok((peer, pending))
+
+    /// Reads the PROXY header and admits the client it names, returning who
+    /// it is and the bytes that came after the header.
+    fn proxy_handshake<S: Socket>(
+        &self,
+        socket: &S,
+        proxy: SocketAddr,
+        permit: &mut Permit,
+    ) -> Result<(Peer, Vec<u8>), Rejection> {
+        let wait = self
+            .config
+            .idle_timeout
+            .map_or(PROXY_HEADER_TIMEOUT, |idle| idle.min(PROXY_HEADER_TIMEOUT));
+        let mut reader = Deadline {
+            socket,
+            until: Instant::now() + wait,
+        };
+        // The idle watchdog, not a socket timeout, bounds what follows.
+        let header = proxy_protocol::read_header(&mut reader)
+            .and_then(|header| socket.set_read_timeout(None).map(|()| header));
+        let (header, pending) = header.map_err(Rejection::BadHeader)?;
+        let peer = match header {
+            Header::Proxied { source, .. } => Peer {
+                client: source,
+                proxy: Some(proxy),
+            },
+            // A balancer's own connection (a health check): its address is
+            // the client's.
+            Header::Local => Peer {
+                client: proxy,
+                proxy: None,
+            },
+        };
+        let ip = peer.client.ip();
+        if !self.config.admits(ip) {
+            return Err(Rejection::Denied);
+        }
+        permit.claim_ip(ip).map_err(Rejection::Limit)?;
+        Ok((peer, pending))
+    }
 }
 
 /// Reads from a socket until a deadline, however the bytes trickle in: each
 /// read waits at most for the time left.
-struct Deadline<'a> {
+struct Deadline<'a, S> {
     /// The socket read from.
-    stream: &'a TcpStream,
+    socket: &'a S,
     /// When reading stops with [`io::ErrorKind::TimedOut`].
     until: Instant,
 }
 
-impl Read for Deadline<'_> {
+impl<S: Socket> Read for Deadline<'_, S> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
         let left = self.until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timed_out());
         }
-        self.stream.set_read_timeout(Some(left))?;
-        let mut stream = self.stream;
-        stream.read(buffer).map_err(|error| match error.kind() {
-            // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
-            io::ErrorKind::WouldBlock => timed_out(),
-            _ => error,
-        })
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket
+            .read(buffer)
+            .map_err(|error| match error.kind() {
+                // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
+                io::ErrorKind::WouldBlock => timed_out(),
+                _ => error,
+            })
     }
-}
-
-/// Socket options every client gets.
-fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
-    // An echo is a reply: send it now rather than wait for more to coalesce.
-    stream.set_nodelay(true)?;
-    let timeout = shared.config.idle_timeout;
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)
 }
 
 /// Writes back `pending` (read with a PROXY header), then every byte read
 /// until EOF, then shuts down the write side. Counts the bytes echoed in
-/// `echoed`, which the caller reads even when an error ends the loop.
-fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) -> End {
-    if !pending.is_empty() {
-        if let Err(error) = stream.write_all(pending) {
-            return End::from(error);
-        }
-        *echoed += pending.len() as u64;
+/// `echoed`, which the caller reads even when an error ends the loop, and
+/// marks them on `tracked` for the idle watchdog.
+fn echo<S: ?Sized>(
+    stream: &mut impl Stream,
+    tracked: &Tracked<S>,
+    peer: Peer,
+    pending: &[u8],
+    echoed: &mut u64,
+) -> End {
+    if let Err(error) = write_back(stream, pending, tracked, echoed) {
+        return End::from(error);
     }
     let mut small = [0; BUFFER_SMALL];
     let mut large = Vec::new();
@@ -229,18 +285,40 @@ fn echo(mut stream: &TcpStream, peer: Peer, pending: &[u8], echoed: &mut u64) ->
             Err(error) => return End::from(error),
         };
         debug!("{peer}: got {read} bytes: {}", Preview(&buffer[..read]));
-        if let Err(error) = stream.write_all(&buffer[..read]) {
+        if let Err(error) = write_back(stream, &buffer[..read], tracked, echoed) {
             return End::from(error);
         }
-        *echoed += read as u64;
         if read == buffer.len() && large.is_empty() {
             large = vec![0; BUFFER_LARGE];
         }
     }
     // Everything read has been written: tell the client there is no more.
-    match stream.shutdown(Shutdown::Write) {
+    match stream.shutdown_write() {
         Ok(()) => End::Eof,
-        Err(error) if error.kind() == io::ErrorKind::NotConnected => End::Eof,
         Err(error) => End::from(error),
     }
+}
+
+/// Writes all of `bytes`, counting each part written in `echoed` and
+/// marking it on `tracked`, so that a slow reader that keeps reading is
+/// not taken for an idle one.
+fn write_back<S: ?Sized>(
+    stream: &mut impl Stream,
+    mut bytes: &[u8],
+    tracked: &Tracked<S>,
+    echoed: &mut u64,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                bytes = &bytes[written..];
+                *echoed += written as u64;
+                tracked.mark(*echoed);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }

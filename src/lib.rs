@@ -33,24 +33,32 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod accept;
 mod cidr;
 mod client;
+mod config;
 mod errors;
 mod handler;
+mod idle;
 mod limits;
-mod listener;
+mod listeners;
 mod preview;
 mod proxy_protocol;
 mod resolve;
 mod server;
+mod stats;
+mod stop;
+mod stream;
 mod sys;
+mod throttle;
 
 pub use cidr::{Cidr, CidrError};
 pub use client::Client;
+pub use config::{
+    Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
+};
 pub use errors::{os_message, reason};
 pub use resolve::resolve;
-pub use server::{
-    Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Server,
-    ShutdownHandle, Stats,
-};
+pub use server::{Server, ShutdownHandle};
+pub use stats::Stats;
 pub use sys::raise_open_file_limit;

@@ -855,7 +855,7 @@ fn stopping_leaves_an_inherited_listener_listening_for_the_next_instance() {
     let addr = manager.local_addr().unwrap();
     let serve = || {
         let inherited = manager.try_clone().expect("duplicate the listening socket");
-        let server = Server::from_listeners(vec![inherited], Config::default())
+        let server = Server::from_listeners(vec![inherited], &Config::default())
             .expect("serve an inherited listener");
         let handle = server.handle();
         (handle, thread::spawn(move || server.run()))

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::num::NonZeroUsize;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ fn assert_refused(stream: &mut TcpStream) {
 #[test]
 fn serves_max_connections_closes_the_next_and_serves_again_once_one_leaves() {
     let server = TestServer::with_config(Config {
-        max_connections: 3,
+        max_connections: NonZeroUsize::new(3),
         ..Config::default()
     });
     let mut served: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
@@ -72,7 +73,7 @@ fn serves_max_connections_closes_the_next_and_serves_again_once_one_leaves() {
 #[test]
 fn closes_a_client_over_the_per_ip_limit_but_serves_another_address() {
     let server = TestServer::with_config(Config {
-        max_connections_per_ip: 3,
+        max_connections_per_ip: NonZeroUsize::new(3),
         ..Config::default()
     });
     let first_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -265,7 +266,7 @@ fn logs_the_client_from_the_header_and_the_proxy_it_came_through() {
 #[test]
 fn per_ip_limit_counts_the_address_in_the_header_not_the_proxy() {
     let server = TestServer::with_config(Config {
-        max_connections_per_ip: 1,
+        max_connections_per_ip: NonZeroUsize::new(1),
         ..proxy_config()
     });
     let frontend = addr(FRONTEND);

@@ -1,6 +1,7 @@
 //! The command line: every flag, its help text, its environment variable,
 //! and the library configuration it makes.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::Parser;
@@ -28,7 +29,7 @@ pub struct Cli {
     bind: Vec<String>,
 
     /// Most clients served at once (0 = no limit)
-    #[arg(long, value_name = "N", default_value_t = echo_server::DEFAULT_MAX_CONNECTIONS, env = "ECHO_SERVER_MAX_CONNECTIONS")]
+    #[arg(long, value_name = "N", default_value_t = echo_server::DEFAULT_MAX_CONNECTIONS.get(), env = "ECHO_SERVER_MAX_CONNECTIONS")]
     max_connections: usize,
 
     /// Most clients at once from one IP address (0 = no limit)
@@ -110,8 +111,8 @@ impl Cli {
         Config {
             bind: self.bind.clone(),
             port: self.port,
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections: NonZeroUsize::new(self.max_connections),
+            max_connections_per_ip: NonZeroUsize::new(self.max_connections_per_ip),
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             reuse_port: self.reuse_port,
             proxy_protocol: self.proxy_protocol,

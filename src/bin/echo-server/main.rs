@@ -30,11 +30,11 @@ fn run(cli: &Cli) -> io::Result<()> {
     let config = cli.config();
     system::raise_descriptor_limit(config.max_connections);
     let server = match system::inherited_listeners()? {
-        Some(listeners) => Server::from_listeners(listeners, config)?,
+        Some(listeners) => Server::from_listeners(listeners, &config)?,
         None => Server::bind(&config)?,
     };
     announce(server.local_addrs())?;
-    system::stop_on_signals(server.handle(), cli.drain_timeout)?;
+    system::handle_signals(server.handle(), cli.drain_timeout)?;
     let stats = server.run()?;
     info!("stopped: {stats}");
     Ok(())

@@ -3,11 +3,12 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use echo_server::ShutdownHandle;
 use log::{info, warn};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 /// Descriptors the server needs beyond one per client: listeners, logs,
 /// the accept loops' reserve, the signal pipe.
@@ -15,12 +16,15 @@ const DESCRIPTOR_RESERVE: u64 = 64;
 
 /// Raises the soft limit on open files to the hard limit, and warns when it
 /// cannot cover `max_connections` clients.
-pub fn raise_descriptor_limit(max_connections: usize) {
-    let wanted = max_connections as u64 + DESCRIPTOR_RESERVE;
+pub fn raise_descriptor_limit(max_connections: Option<NonZeroUsize>) {
+    let Some(max) = max_connections else {
+        // No limit to cover: as many descriptors as the system allows.
+        let _ = echo_server::raise_open_file_limit(0);
+        return;
+    };
+    let wanted = max.get() as u64 + DESCRIPTOR_RESERVE;
     if let Err(error) = echo_server::raise_open_file_limit(wanted) {
-        warn!(
-            "{error}: fewer than --max-connections {max_connections} clients may be served at once"
-        );
+        warn!("{error}: fewer than --max-connections {max} clients may be served at once");
     }
 }
 
@@ -51,34 +55,46 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
     Ok(Some(listeners))
 }
 
-/// Starts a thread that waits for SIGINT and SIGTERM and stops the server.
+/// Starts a thread that acts on the signals a server is sent.
 ///
 /// SIGTERM drains for `drain_timeout` (closes at once when it is zero);
-/// SIGINT, or any second signal, closes every client at once.
-pub fn stop_on_signals(handle: ShutdownHandle, drain_timeout: Duration) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// SIGINT, or any second stop signal, closes every client at once. SIGUSR1
+/// logs the statistics and SIGHUP, with nothing to reload, is logged: the
+/// server goes on.
+pub fn handle_signals(handle: ShutdownHandle, drain_timeout: Duration) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])?;
     std::thread::Builder::new()
         .name("echo-signals".to_owned())
         .spawn(move || {
             for signal in signals.forever() {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                if handle.is_shutdown() {
-                    info!("{name} again: closing every client now");
-                    handle.shutdown();
-                } else if signal == SIGTERM && !drain_timeout.is_zero() {
-                    info!(
-                        "{name}: no longer accepting; draining clients for up to {drain_timeout:?}"
-                    );
-                    handle.drain(drain_timeout);
-                } else {
-                    info!("{name}: shutting down");
-                    handle.shutdown();
+                match signal {
+                    SIGUSR1 => {
+                        let stats = handle.stats();
+                        info!("stats: {} connected, {stats}", stats.active);
+                    }
+                    SIGHUP => info!("SIGHUP: nothing to reload"),
+                    _ => stop(&handle, signal, drain_timeout),
                 }
             }
         })?;
     Ok(())
+}
+
+/// Stops the server as `signal` (SIGINT or SIGTERM) asks.
+fn stop(handle: &ShutdownHandle, signal: i32, drain_timeout: Duration) {
+    let name = if signal == SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    if handle.is_shutdown() {
+        info!("{name} again: closing every client now");
+        handle.shutdown();
+    } else if signal == SIGTERM && !drain_timeout.is_zero() {
+        info!("{name}: no longer accepting; draining clients for up to {drain_timeout:?}");
+        handle.drain(drain_timeout);
+    } else {
+        info!("{name}: shutting down");
+        handle.shutdown();
+    }
 }

@@ -1,0 +1,118 @@
+//! The transport seam: what the server needs of a client's connection,
+//! whatever carries it.
+//!
+//! A [`Socket`] is the connected socket itself, shared between the client's
+//! thread and the threads that may close it (shutdown, the idle watchdog).
+//! A [`Stream`] is the byte stream the echo loop serves: the socket as it
+//! is ([`Plain`]), or a session layered over it. TCP is served through
+//! these; another kind of socket, or a TLS session, plugs in here and is
+//! served by the same handler.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+/// A client's connected socket.
+pub(crate) trait Socket: fmt::Debug + Send + Sync + 'static {
+    /// Sets the options every client socket of this kind gets.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket is no longer connected.
+    fn configure(&self) -> io::Result<()>;
+
+    /// Reads what has arrived, blocking until something has, or EOF.
+    ///
+    /// # Errors
+    ///
+    /// Fails as the socket's `read(2)` does.
+    fn read(&self, buffer: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes some of `bytes`, blocking until something is written.
+    ///
+    /// # Errors
+    ///
+    /// Fails as the socket's `write(2)` does.
+    fn write(&self, bytes: &[u8]) -> io::Result<usize>;
+
+    /// Shuts down one or both directions; a thread blocked on the socket
+    /// returns at once.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket is not connected.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+
+    /// Bounds how long a read may block; `None` waits for ever.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket refuses the option.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn configure(&self) -> io::Result<()> {
+        // An echo is a reply: send it now rather than wait for more to
+        // coalesce.
+        self.set_nodelay(true)
+    }
+
+    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buffer)
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, bytes)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// The byte stream the echo loop serves.
+pub(crate) trait Stream: Read + Write {
+    /// Tells the client nothing more will come, once everything written
+    /// has been sent.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the connection is broken.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// A socket served as it is: its bytes are the client's.
+#[derive(Debug)]
+pub(crate) struct Plain<'a, S: ?Sized>(pub(crate) &'a S);
+
+impl<S: Socket + ?Sized> Read for Plain<'_, S> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buffer)
+    }
+}
+
+impl<S: Socket + ?Sized> Write for Plain<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Socket + ?Sized> Stream for Plain<'_, S> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self.0.shutdown(Shutdown::Write) {
+            // The client has gone already: it has all there was.
+            Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
+    }
+}
