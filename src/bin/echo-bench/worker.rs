@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::bench::{Counters, Plan, Ticket};
 use crate::connection::{Connection, Echo};
-use crate::stats::Tally;
+use crate::plan::Plan;
+use crate::start::Ticket;
+use crate::stats::{Counters, Tally};
 
 /// Most connects under way at once, shared among the workers. Ten thousand
 /// SYNs at once would overflow the server's accept queue (4096 on a default
