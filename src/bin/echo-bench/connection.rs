@@ -149,7 +149,7 @@ impl Connection {
     /// Fails with the connection's error.
     pub fn send(&mut self, rng: &mut fastrand::Rng) -> io::Result<()> {
         debug_assert_eq!(self.phase, Phase::Idle, "one message at a time");
-        self.offset = (self.offset + rng.usize(1..ROTATION)) % ROTATION;
+        self.offset = next_offset(self.offset, rng);
         self.written = 0;
         self.read = 0;
         self.differs = false;
@@ -239,4 +239,10 @@ impl Connection {
             }
         }
     }
+}
+
+/// Where the message after one starting at `offset` starts: anywhere in the
+/// rotation but there.
+fn next_offset(offset: usize, rng: &mut fastrand::Rng) -> usize {
+    (offset + rng.usize(1..ROTATION)) % ROTATION
 }

@@ -88,8 +88,8 @@ impl Worker {
         plan: Arc<Plan>,
         counters: Arc<Counters>,
     ) -> io::Result<Worker> {
-        let share = (plan.connections + workers - 1 - index) / workers;
         let scratch = vec![0; plan.size.min(SCRATCH)];
+        let share = share(plan.connections, workers, index);
         Ok(Worker {
             index,
             workers,
@@ -279,9 +279,7 @@ impl Worker {
         };
         self.in_flight += 1;
         if let Some(interval) = self.plan.interval {
-            // Behind schedule, the next message goes as soon as this one's
-            // echo is back, without a burst to catch up.
-            connection.due = (connection.due + interval).max(Instant::now());
+            connection.due = next_due(connection.due, interval, Instant::now());
         }
         if let Err(error) = connection.send(&mut self.rng) {
             self.fail(slot, &error);
@@ -376,6 +374,19 @@ impl Worker {
             other => other,
         }
     }
+}
+
+/// How many of `connections` worker `index` of `workers` owns: an even
+/// share, the first workers taking one more when they do not divide evenly.
+fn share(connections: usize, workers: usize, index: usize) -> usize {
+    (connections + workers - 1 - index) / workers
+}
+
+/// When the message after one due at `due` is due, sent at `now`, one
+/// message per `interval`. Behind schedule, it goes as soon as this one's
+/// echo is back, without a burst to catch up.
+fn next_due(due: Instant, interval: Duration, now: Instant) -> Instant {
+    (due + interval).max(now)
 }
 
 /// A timeout error saying what timed out.
