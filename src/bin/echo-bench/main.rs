@@ -20,6 +20,8 @@ use log::warn;
 mod bench;
 mod cli;
 mod connection;
+#[cfg(test)]
+mod loopback;
 mod plan;
 mod progress;
 mod report;
