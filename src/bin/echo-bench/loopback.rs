@@ -42,6 +42,14 @@ where
     addr
 }
 
+/// An address on which nothing listens: a port that was free a moment ago.
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("loopback has a free port");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
 /// Echoes everything until the client closes.
 pub fn echo(stream: &TcpStream) -> io::Result<()> {
     relay(stream, |mut stream, piece| stream.write_all(piece))
@@ -61,6 +69,11 @@ pub fn in_pieces(stream: &TcpStream) -> io::Result<()> {
     relay(stream, |mut stream, piece| {
         piece.chunks(1).try_for_each(|byte| stream.write_all(byte))
     })
+}
+
+/// Reads everything and echoes nothing.
+pub fn silent(stream: &TcpStream) -> io::Result<()> {
+    relay(stream, |_, _| Ok(()))
 }
 
 /// Reads a message of `size` bytes, echoes the first half of it and closes.
