@@ -149,7 +149,7 @@ impl Connection {
     /// Fails with the connection's error.
     pub fn send(&mut self, rng: &mut fastrand::Rng) -> io::Result<()> {
         debug_assert_eq!(self.phase, Phase::Idle, "one message at a time");
-        self.offset = (self.offset + rng.usize(1..ROTATION)) % ROTATION;
+        self.offset = next_offset(self.offset, rng);
         self.written = 0;
         self.read = 0;
         self.differs = false;
@@ -237,6 +237,176 @@ impl Connection {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
+        }
+    }
+}
+
+/// Where the message after one starting at `offset` starts: anywhere in the
+/// rotation but there.
+fn next_offset(offset: usize, rng: &mut fastrand::Rng) -> usize {
+    (offset + rng.usize(1..ROTATION)) % ROTATION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loopback::{self, TIMEOUT};
+    use mio::{Events, Interest, Poll, Token};
+
+    /// Message size: several pieces of a small scratch buffer, far less
+    /// than a socket buffer.
+    const SIZE: usize = 100;
+
+    /// A connection with an event loop of its own. Its socket never blocks;
+    /// every wait for it is bounded by [`TIMEOUT`] instead.
+    struct Driven {
+        /// The connection under test.
+        connection: Connection,
+        /// Its event loop.
+        poll: Poll,
+        /// Where readiness events are taken.
+        events: Events,
+        /// A fixed seed, so that every run cuts the same messages.
+        rng: fastrand::Rng,
+        /// Where replies are read into: its size is the most read at once.
+        scratch: Vec<u8>,
+    }
+
+    impl Driven {
+        /// A connection to `addr`, established, that reads replies at most
+        /// `piece` bytes at a time.
+        fn connect(addr: SocketAddr, piece: usize) -> Driven {
+            let mut rng = fastrand::Rng::with_seed(7);
+            let mut connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+            let poll = Poll::new().expect("an event loop can be made");
+            poll.registry()
+                .register(
+                    connection.stream(),
+                    Token(0),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .expect("a new socket registers");
+            let mut driven = Driven {
+                connection,
+                poll,
+                events: Events::with_capacity(8),
+                rng,
+                scratch: vec![0; piece],
+            };
+            driven
+                .until(|connection, _| Ok(connection.finish_connect()?.then_some(())))
+                .expect("a loopback connect succeeds");
+            driven
+        }
+
+        /// Sends one message and waits for its echo.
+        fn round_trip(&mut self) -> io::Result<Echo> {
+            self.connection.send(&mut self.rng)?;
+            self.until(Connection::pump)
+        }
+
+        /// Calls `step` now and after every readiness event until it
+        /// returns something or fails; panics after [`TIMEOUT`].
+        fn until<T>(
+            &mut self,
+            mut step: impl FnMut(&mut Connection, &mut [u8]) -> io::Result<Option<T>>,
+        ) -> io::Result<T> {
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                if let Some(done) = step(&mut self.connection, &mut self.scratch)? {
+                    return Ok(done);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "still waiting after {TIMEOUT:?}");
+                self.poll.poll(&mut self.events, Some(left))?;
+            }
+        }
+    }
+
+    #[test]
+    fn round_trips_through_an_echo_server_come_back_intact() {
+        let mut driven = Driven::connect(loopback::serve(1, loopback::echo), SIZE);
+        for _ in 0..3 {
+            let echo = driven.round_trip().expect("the echo server answers");
+            assert!(echo.intact, "{echo:?}");
+        }
+    }
+
+    #[test]
+    fn a_reply_with_a_flipped_byte_is_a_mismatch() {
+        let mut driven = Driven::connect(loopback::serve(1, loopback::corrupt), SIZE);
+        let echo = driven.round_trip().expect("the server answers in full");
+        assert!(!echo.intact, "{echo:?}");
+    }
+
+    #[test]
+    fn a_reply_in_one_byte_pieces_read_a_few_bytes_at_a_time_is_reassembled() {
+        let mut driven = Driven::connect(loopback::serve(1, loopback::in_pieces), 7);
+        for _ in 0..3 {
+            let echo = driven.round_trip().expect("the server answers in full");
+            assert!(echo.intact, "{echo:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_closing_mid_reply_is_an_error() {
+        let addr = loopback::serve(1, loopback::closes_mid_reply(SIZE));
+        let mut driven = Driven::connect(addr, SIZE);
+        let error = driven
+            .round_trip()
+            .expect_err("half an echo is not a reply");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+    }
+
+    #[test]
+    fn a_connect_under_way_is_overdue_once_its_timeout_has_passed() {
+        let timeout = Duration::from_secs(5);
+        let mut rng = fastrand::Rng::with_seed(7);
+        // Whether or not the kernel has finished it, the connect counts as
+        // under way until `finish_connect` says otherwise.
+        let addr = loopback::serve(1, loopback::echo);
+        let connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+        let since = connection.since;
+        assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
+        assert!(connection.is_overdue(timeout, since + timeout));
+    }
+
+    #[test]
+    fn a_message_is_overdue_once_the_reply_timeout_has_passed_until_its_echo_is_back() {
+        let timeout = Duration::from_secs(5);
+        let mut driven = Driven::connect(loopback::serve(1, loopback::echo), SIZE);
+        driven.connection.send(&mut driven.rng).expect("sends");
+        let since = driven.connection.since;
+        let connection = &driven.connection;
+        assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
+        assert!(connection.is_overdue(timeout, since + timeout));
+        driven.until(Connection::pump).expect("the echo comes back");
+        assert!(!driven.connection.is_overdue(timeout, since + 2 * timeout));
+    }
+
+    #[test]
+    fn consecutive_messages_start_at_different_places() {
+        let mut driven = Driven::connect(loopback::serve(1, loopback::echo), SIZE);
+        let mut starts = Vec::new();
+        for _ in 0..20 {
+            let echo = driven.round_trip().expect("the echo server answers");
+            assert!(echo.intact, "{echo:?}");
+            starts.push(driven.connection.offset);
+        }
+        assert!(
+            starts.windows(2).all(|pair| pair[0] != pair[1]),
+            "{starts:?}"
+        );
+    }
+
+    #[test]
+    fn the_next_start_is_never_the_current_one_and_stays_in_the_rotation() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut offset = 0;
+        for _ in 0..10_000 {
+            let next = next_offset(offset, &mut rng);
+            assert!(next != offset && next < ROTATION, "{offset} then {next}");
+            offset = next;
         }
     }
 }

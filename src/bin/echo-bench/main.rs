@@ -20,14 +20,18 @@ use log::warn;
 mod bench;
 mod cli;
 mod connection;
+#[cfg(test)]
+mod loopback;
+mod plan;
 mod progress;
 mod report;
+mod start;
 mod stats;
 mod target;
 mod worker;
 
-use bench::Plan;
 use cli::Cli;
+use plan::Plan;
 use progress::Progress;
 use report::Report;
 

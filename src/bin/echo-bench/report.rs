@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use log::warn;
 use serde_json::json;
 
-use crate::bench::Plan;
+use crate::plan::Plan;
 use crate::stats::Tally;
 
 /// Bytes in a MiB.

@@ -1,6 +1,8 @@
-//! What a run counted: one [`Tally`] per worker, merged at the end.
+//! What a run counts: the [`Counters`] the workers publish while it runs,
+//! and one [`Tally`] per worker, merged at the end.
 
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -12,6 +14,15 @@ const LATENCY_MAX_NS: u64 = 60_000_000_000;
 
 /// Significant decimal digits of every recorded latency: 0.1% precision.
 const LATENCY_DIGITS: u8 = 3;
+
+/// Counters the workers publish for the progress bar.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections whose connect has completed or failed.
+    pub settled: AtomicU64,
+    /// Messages verified so far.
+    pub messages: AtomicU64,
+}
 
 /// The counts of one worker, or of the whole run once merged.
 #[derive(Debug, Clone)]

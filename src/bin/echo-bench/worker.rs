@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::bench::{Counters, Plan, Ticket};
 use crate::connection::{Connection, Echo};
-use crate::stats::Tally;
+use crate::plan::Plan;
+use crate::start::Ticket;
+use crate::stats::{Counters, Tally};
 
 /// Most connects under way at once, shared among the workers. Ten thousand
 /// SYNs at once would overflow the server's accept queue (4096 on a default
@@ -87,8 +88,8 @@ impl Worker {
         plan: Arc<Plan>,
         counters: Arc<Counters>,
     ) -> io::Result<Worker> {
-        let share = (plan.connections + workers - 1 - index) / workers;
         let scratch = vec![0; plan.size.min(SCRATCH)];
+        let share = share(plan.connections, workers, index);
         Ok(Worker {
             index,
             workers,
@@ -278,9 +279,7 @@ impl Worker {
         };
         self.in_flight += 1;
         if let Some(interval) = self.plan.interval {
-            // Behind schedule, the next message goes as soon as this one's
-            // echo is back, without a burst to catch up.
-            connection.due = (connection.due + interval).max(Instant::now());
+            connection.due = next_due(connection.due, interval, Instant::now());
         }
         if let Err(error) = connection.send(&mut self.rng) {
             self.fail(slot, &error);
@@ -377,7 +376,185 @@ impl Worker {
     }
 }
 
+/// How many of `connections` worker `index` of `workers` owns: an even
+/// share, the first workers taking one more when they do not divide evenly.
+fn share(connections: usize, workers: usize, index: usize) -> usize {
+    (connections + workers - 1 - index) / workers
+}
+
+/// When the message after one due at `due` is due, sent at `now`, one
+/// message per `interval`. Behind schedule, it goes as soon as this one's
+/// echo is back, without a burst to catch up.
+fn next_due(due: Instant, interval: Duration, now: Instant) -> Instant {
+    (due + interval).max(now)
+}
+
 /// A timeout error saying what timed out.
 fn timed_out(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loopback;
+    use crate::start::StartLine;
+    use std::net::SocketAddr;
+
+    /// Message size of the runs.
+    const SIZE: usize = 64;
+
+    /// A closed-loop run of `connections` clients against `addr` for
+    /// `duration`.
+    fn plan(addr: SocketAddr, connections: usize, duration: Duration) -> Plan {
+        Plan {
+            addr,
+            connections,
+            size: SIZE,
+            duration,
+            interval: None,
+        }
+    }
+
+    /// A worker alone with all of `plan`'s connections.
+    fn worker(plan: Plan) -> Worker {
+        let counters = Arc::new(Counters::default());
+        Worker::new(0, 1, Arc::new(plan), counters).expect("an event loop can be made")
+    }
+
+    /// Runs `plan` on one worker; returns its tally and what it published.
+    fn run(plan: Plan) -> (Tally, Arc<Counters>) {
+        let worker = worker(plan);
+        let counters = Arc::clone(&worker.counters);
+        let ticket = Ticket::new(Arc::new(StartLine::new(1)));
+        let tally = worker.run(ticket).expect("the event loop works");
+        (tally, counters)
+    }
+
+    #[test]
+    fn against_an_echo_server_every_connection_opens_and_messages_come_back_without_errors() {
+        let addr = loopback::serve(4, loopback::echo);
+        let (tally, counters) = run(plan(addr, 4, Duration::from_millis(300)));
+        assert_eq!(tally.opened, 4);
+        assert_eq!(
+            (tally.connect_errors, tally.errors, tally.mismatches),
+            (0, 0, 0),
+            "{:?}",
+            tally.first_error
+        );
+        assert!(tally.messages > 0);
+        assert_eq!(tally.bytes, tally.messages * SIZE as u64);
+        assert_eq!(counters.messages.load(Ordering::Relaxed), tally.messages);
+        assert_eq!(counters.settled.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn against_a_corrupting_server_replies_are_mismatches_not_messages() {
+        let addr = loopback::serve(2, loopback::corrupt);
+        let (tally, _) = run(plan(addr, 2, Duration::from_millis(300)));
+        assert_eq!(tally.opened, 2);
+        assert!(tally.mismatches > 0);
+        assert_eq!((tally.messages, tally.errors), (0, 0));
+    }
+
+    #[test]
+    fn against_a_closed_port_every_connection_is_a_connect_error() {
+        let (tally, counters) = run(plan(loopback::closed_port(), 3, Duration::from_secs(1)));
+        assert_eq!((tally.opened, tally.connect_errors), (0, 3));
+        assert_eq!(
+            tally.first_connect_error.as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(counters.settled.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_server_that_never_replies_costs_each_connection_a_reply_timeout() {
+        let duration = Duration::from_millis(200);
+        let addr = loopback::serve(2, loopback::silent);
+        let (tally, _) = run(plan(addr, 2, duration));
+        assert_eq!((tally.opened, tally.messages, tally.errors), (2, 0, 2));
+        let reason = tally.first_error.as_deref().unwrap_or_default();
+        // The reply timeout is cut to the run's duration.
+        assert!(
+            reason.contains(&format!("no complete echo within {duration:?}")),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_connect_that_takes_too_long_is_a_connect_error() {
+        let addr = loopback::serve(1, loopback::echo);
+        let mut worker = worker(plan(addr, 1, Duration::from_secs(1)));
+        worker.open(0);
+        assert_eq!(worker.connecting, 1);
+        // Whether or not the kernel has finished it, the connect is under
+        // way until an event says otherwise, and none is taken here.
+        worker.expire(Instant::now() + CONNECT_TIMEOUT);
+        assert!(worker.connections[0].is_none());
+        assert_eq!((worker.connecting, worker.tally.connect_errors), (0, 1));
+        let reason = worker.tally.first_connect_error.as_deref();
+        assert!(
+            reason.is_some_and(|reason| reason.contains("connect timed out")),
+            "{reason:?}"
+        );
+        assert_eq!(worker.counters.settled.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn periodic_clients_send_about_one_message_per_interval() {
+        let connections = 2;
+        let interval = Duration::from_millis(50);
+        let duration = Duration::from_millis(500);
+        let addr = loopback::serve(connections, loopback::echo);
+        let (tally, _) = run(Plan {
+            interval: Some(interval),
+            ..plan(addr, connections, duration)
+        });
+        let per_connection = (duration.as_millis() / interval.as_millis()) as u64;
+        let messages = tally.messages;
+        // A client never sends twice within an interval, late or not, so one
+        // more than the intervals in the run is a bound whatever the
+        // machine's speed; as fast as the echo returns, loopback would give
+        // thousands. Below, a quarter leaves room for a busy machine, each
+        // late message delaying the ones after it.
+        assert!(
+            messages <= connections as u64 * (per_connection + 1),
+            "{messages} messages"
+        );
+        assert!(
+            messages >= connections as u64 * per_connection / 4,
+            "{messages} messages"
+        );
+        assert_eq!(tally.errors, 0, "{:?}", tally.first_error);
+    }
+
+    #[test]
+    fn the_connections_are_shared_out_whole_and_evenly() {
+        for connections in 1..40 {
+            for workers in 1..=connections.min(8) {
+                let shares: Vec<usize> = (0..workers)
+                    .map(|index| share(connections, workers, index))
+                    .collect();
+                let even = connections / workers;
+                assert_eq!(shares.iter().sum::<usize>(), connections, "{shares:?}");
+                assert!(
+                    shares
+                        .iter()
+                        .all(|&share| share == even || share == even + 1),
+                    "{shares:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn behind_schedule_the_next_message_is_due_at_once_without_a_burst() {
+        let interval = Duration::from_millis(100);
+        let due = Instant::now();
+        let on_time = due + Duration::from_millis(10);
+        assert_eq!(next_due(due, interval, on_time), due + interval);
+        let late = due + 3 * interval;
+        assert_eq!(next_due(due, interval, late), late);
+    }
 }

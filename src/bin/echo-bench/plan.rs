@@ -1,0 +1,20 @@
+//! What a run is asked to do, as the command line put it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Concurrent clients.
+    pub connections: usize,
+    /// Message size in bytes.
+    pub size: usize,
+    /// How long to count messages, from when every connection is set up.
+    pub duration: Duration,
+    /// One message per client per interval; `None` sends the next message
+    /// as soon as the echo of the previous one is back.
+    pub interval: Option<Duration>,
+}
