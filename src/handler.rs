@@ -322,3 +322,215 @@ fn write_back<S: ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+    use std::collections::VecDeque;
+    use std::net::Shutdown;
+    use std::sync::Mutex;
+
+    /// A socket in memory: reads come from `input`, one chunk per read,
+    /// then EOF; writes go to `output`, at most `max_write` bytes a call,
+    /// and fail with `write_error`'s kind once its count of bytes is out.
+    #[derive(Debug, Default)]
+    struct Fake {
+        input: Mutex<VecDeque<Vec<u8>>>,
+        output: Mutex<Vec<u8>>,
+        max_write: usize,
+        write_error: Option<(usize, io::ErrorKind)>,
+        shut_down: Mutex<Vec<Shutdown>>,
+    }
+
+    impl Fake {
+        fn sending(chunks: &[&[u8]]) -> Fake {
+            Fake {
+                input: Mutex::new(chunks.iter().map(|chunk| chunk.to_vec()).collect()),
+                max_write: usize::MAX,
+                ..Fake::default()
+            }
+        }
+    }
+
+    impl Socket for Fake {
+        fn configure(&self) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+            let mut input = self.input.lock().unwrap();
+            let Some(mut chunk) = input.pop_front() else {
+                return Ok(0);
+            };
+            let read = chunk.len().min(buffer.len());
+            buffer[..read].copy_from_slice(&chunk[..read]);
+            if read < chunk.len() {
+                input.push_front(chunk.split_off(read));
+            }
+            Ok(read)
+        }
+
+        fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+            let mut output = self.output.lock().unwrap();
+            match self.write_error {
+                Some((after, kind)) if output.len() >= after => return Err(kind.into()),
+                _ => {}
+            }
+            let written = bytes.len().min(self.max_write);
+            output.extend_from_slice(&bytes[..written]);
+            Ok(written)
+        }
+
+        fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+            self.shut_down.lock().unwrap().push(how);
+            Ok(())
+        }
+
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn peer() -> Peer {
+        Peer {
+            client: SocketAddr::from(([192, 0, 2, 1], 4000)),
+            proxy: None,
+        }
+    }
+
+    fn run_echo(fake: &Fake, pending: &[u8]) -> (End, u64, Tracked<()>) {
+        let tracked = Tracked::new(());
+        let mut echoed = 0;
+        let end = echo(&mut Plain(fake), &tracked, peer(), pending, &mut echoed);
+        (end, echoed, tracked)
+    }
+
+    /// The handler of a server with `config`, and its counters.
+    fn handler(config: Config) -> (Handler, Arc<Counters>) {
+        let counters = Arc::new(Counters::new());
+        let handler = Handler::new(
+            Arc::new(config),
+            Arc::clone(&counters),
+            Arc::new(Stop::new()),
+        );
+        (handler, counters)
+    }
+
+    /// `socket` as a client of `limits`.
+    fn client(limits: &Arc<Limits>, socket: Fake) -> (Client<Fake>, Arc<Tracked<Fake>>) {
+        let socket = Arc::new(Tracked::new(socket));
+        let permit = limits
+            .acquire(None, Arc::clone(&socket) as Arc<Tracked<_>>)
+            .unwrap();
+        let client = Client {
+            socket: Arc::clone(&socket),
+            peer: peer().client,
+            permit,
+        };
+        (client, socket)
+    }
+
+    #[test]
+    fn echoes_pending_bytes_then_every_read_then_shuts_the_write_side() {
+        let fake = Fake::sending(&[b"hello ", b"world"]);
+        let (end, echoed, _) = run_echo(&fake, b"early ");
+        assert!(matches!(end, End::Eof), "{end}");
+        assert_eq!(*fake.output.lock().unwrap(), b"early hello world");
+        assert_eq!(echoed, 17);
+        assert_eq!(*fake.shut_down.lock().unwrap(), [Shutdown::Write]);
+    }
+
+    #[test]
+    fn a_read_larger_than_the_small_buffer_comes_back_whole() {
+        let big = vec![7; BUFFER_SMALL + BUFFER_LARGE / 2];
+        let fake = Fake::sending(&[&big]);
+        let (_, echoed, _) = run_echo(&fake, b"");
+        assert_eq!(*fake.output.lock().unwrap(), big);
+        assert_eq!(echoed, big.len() as u64);
+    }
+
+    #[test]
+    fn every_partial_write_counts_as_activity() {
+        let fake = Fake {
+            max_write: 3,
+            write_error: Some((6, io::ErrorKind::BrokenPipe)),
+            ..Fake::sending(&[b"0123456789"])
+        };
+        let (end, echoed, tracked) = run_echo(&fake, b"");
+        assert!(matches!(end, End::Reset), "{end}");
+        assert_eq!(echoed, 6);
+        assert_eq!(tracked.activity(), 6);
+    }
+
+    #[test]
+    fn a_client_gone_while_written_to_is_a_reset_with_nothing_counted() {
+        let fake = Fake {
+            write_error: Some((0, io::ErrorKind::BrokenPipe)),
+            ..Fake::sending(&[b"lost"])
+        };
+        let (end, echoed, _) = run_echo(&fake, b"");
+        assert!(matches!(end, End::Reset), "{end}");
+        assert_eq!(echoed, 0);
+    }
+
+    #[test]
+    fn serving_counts_the_bytes_and_gives_the_slot_back() {
+        let (handler, counters) = handler(Config::default());
+        let limits = Arc::new(Limits::new(None, None));
+        let (client, socket) = client(&limits, Fake::sending(&[b"abc"]));
+        handler.serve(client);
+        assert_eq!(*socket.socket().output.lock().unwrap(), b"abc");
+        assert_eq!(
+            counters.stats(limits.counts(), false, (0, 0)).bytes_echoed,
+            3
+        );
+        assert_eq!(limits.counts(), (0, 1));
+    }
+
+    #[test]
+    fn a_bad_proxy_header_is_counted_and_nothing_is_echoed() {
+        let config = Config {
+            proxy_protocol: true,
+            ..Config::default()
+        };
+        let (handler, counters) = handler(config);
+        let limits = Arc::new(Limits::new(None, None));
+        let (client, socket) = client(&limits, Fake::sending(&[b"GET / HTTP/1.0\r\n\r\n"]));
+        handler.serve(client);
+        assert!(socket.socket().output.lock().unwrap().is_empty());
+        let stats = counters.stats(limits.counts(), false, (0, 0));
+        assert_eq!((stats.proxy_errors, stats.bytes_echoed), (1, 0));
+        assert_eq!(limits.counts().0, 0);
+    }
+
+    #[test]
+    fn a_proxied_client_outside_the_access_lists_is_denied() {
+        let config = Config {
+            proxy_protocol: true,
+            deny: vec!["203.0.113.0/24".parse().unwrap()],
+            ..Config::default()
+        };
+        let (handler, counters) = handler(config);
+        let limits = Arc::new(Limits::new(None, None));
+        let header = b"PROXY TCP4 203.0.113.5 192.0.2.9 5000 8000\r\nhi";
+        let (client, socket) = client(&limits, Fake::sending(&[header]));
+        handler.serve(client);
+        assert!(socket.socket().output.lock().unwrap().is_empty());
+        assert_eq!(counters.stats(limits.counts(), false, (0, 0)).denied, 1);
+    }
+
+    #[test]
+    fn bytes_after_a_proxy_header_are_echoed_without_it() {
+        let config = Config {
+            proxy_protocol: true,
+            ..Config::default()
+        };
+        let (handler, _) = handler(config);
+        let limits = Arc::new(Limits::new(None, None));
+        let header = b"PROXY TCP4 203.0.113.5 192.0.2.9 5000 8000\r\nhi";
+        let (client, socket) = client(&limits, Fake::sending(&[header, b" there"]));
+        handler.serve(client);
+        assert_eq!(*socket.socket().output.lock().unwrap(), b"hi there");
+    }
+}

@@ -71,6 +71,12 @@ impl<S: ?Sized> Tracked<S> {
         self.activity.store(echoed, Ordering::Relaxed);
     }
 
+    /// Bytes echoed so far, as last recorded.
+    #[cfg(test)]
+    pub(crate) fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
+    }
+
     /// Whether the idle watchdog closed the socket.
     pub(crate) fn timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Acquire)

@@ -261,3 +261,126 @@ impl ShutdownHandle {
         self.inner.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::num::NonZeroUsize;
+    use std::sync::mpsc::Receiver;
+    use std::time::Duration;
+
+    /// How long any test socket operation or wait may take.
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A server with `config` on 127.0.0.1, port 0, running on a thread of
+    /// its own; its handle, address, and where run()'s result arrives.
+    fn start(config: Config) -> (ShutdownHandle, SocketAddr, Receiver<io::Result<Stats>>) {
+        let config = Config {
+            bind: vec!["127.0.0.1".to_owned()],
+            port: 0,
+            ..config
+        };
+        let server = Server::bind(&config).unwrap();
+        let (handle, addr) = (server.handle(), server.local_addrs()[0]);
+        let (result, receiver) = mpsc::channel();
+        thread::spawn(move || result.send(server.run()));
+        (handle, addr, receiver)
+    }
+
+    fn connect(addr: SocketAddr) -> TcpStream {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    }
+
+    fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
+        stream.write_all(message).unwrap();
+        let mut reply = vec![0; message.len()];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, message);
+    }
+
+    /// Whether the server closed `stream`: EOF or a reset.
+    fn closed(stream: &mut TcpStream) -> bool {
+        match stream.read(&mut [0; 16]) {
+            Ok(read) => read == 0,
+            Err(error) => error.kind() == io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    fn stopped(result: &Receiver<io::Result<Stats>>) -> Stats {
+        result.recv_timeout(TIMEOUT).unwrap().unwrap()
+    }
+
+    #[test]
+    fn shutdown_closes_connected_clients_and_counts_them_cut() {
+        let (handle, addr, result) = start(Config::default());
+        let mut client = connect(addr);
+        assert_echoes(&mut client, b"before");
+        handle.shutdown();
+        assert!(closed(&mut client));
+        let stats = stopped(&result);
+        assert_eq!((stats.accepted, stats.cut, stats.drained), (1, 1, 0));
+        assert!(stats.stopping && handle.is_shutdown());
+    }
+
+    #[test]
+    fn a_drain_serves_a_connected_client_until_it_leaves() {
+        let (handle, addr, result) = start(Config::default());
+        let mut client = connect(addr);
+        assert_echoes(&mut client, b"before");
+        handle.drain(TIMEOUT * 6);
+        assert_echoes(&mut client, b"during the drain");
+        client.shutdown(Shutdown::Write).unwrap();
+        assert!(closed(&mut client));
+        let stats = stopped(&result);
+        assert_eq!((stats.drained, stats.cut), (1, 0));
+        assert_eq!(stats.bytes_echoed, 22);
+    }
+
+    #[test]
+    fn a_shutdown_during_a_drain_closes_the_clients_at_once() {
+        let (handle, addr, result) = start(Config::default());
+        let mut client = connect(addr);
+        assert_echoes(&mut client, b"x");
+        handle.drain(TIMEOUT * 6);
+        handle.shutdown();
+        assert!(closed(&mut client));
+        assert_eq!(stopped(&result).cut, 1);
+    }
+
+    #[test]
+    fn a_client_over_the_limit_is_closed_and_counted_rejected() {
+        let config = Config {
+            max_connections: NonZeroUsize::new(1),
+            ..Config::default()
+        };
+        let (handle, addr, result) = start(config);
+        let mut first = connect(addr);
+        assert_echoes(&mut first, b"served");
+        let mut second = connect(addr);
+        assert!(closed(&mut second));
+        assert_eq!(handle.stats().rejected, 1);
+        assert_eq!(handle.stats().active, 1);
+        handle.shutdown();
+        assert_eq!(stopped(&result).peak, 1);
+    }
+
+    #[test]
+    fn the_idle_watchdog_closes_a_client_that_does_nothing() {
+        let config = Config {
+            idle_timeout: Some(Duration::from_millis(100)),
+            ..Config::default()
+        };
+        let (handle, addr, result) = start(config);
+        let mut busy = connect(addr);
+        let mut idle = connect(addr);
+        assert_echoes(&mut busy, b"x");
+        assert!(closed(&mut idle));
+        handle.shutdown();
+        assert_eq!(stopped(&result).accepted, 2);
+    }
+}
