@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     EVENT_TIMEOUT, IO_TIMEOUT, ServerProcess, TestServer, assert_echoes, closed_port,
-    closed_without_data, connect, connect_from, echo_bench, echo_server, read_to_eof, run_bounded,
-    summary_line, try_connect, wait_until, within,
+    closed_without_data, connect, connect_from, echo_bench, echo_server, poll_within, read_to_eof,
+    run_bounded, summary_line, try_connect, wait_until, within,
 };
 use echo_server::{Config, Server};
 
@@ -202,27 +202,22 @@ backend echo_servers
         what: &str,
         condition: impl Fn(&ServerStat) -> bool,
     ) {
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        loop {
+        let seen = poll_within(EVENT_TIMEOUT, || {
             if let Some(status) = self.child.try_wait().expect("poll haproxy") {
                 panic!("haproxy exited ({status}); log:\n{}", self.log());
             }
-            if let Some(stats) = self.server_stats() {
-                if names
-                    .iter()
-                    .all(|name| stats.get(*name).is_some_and(&condition))
-                {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for HAProxy to see {names:?} {what}: {:?}\nlog:\n{}",
-                self.server_stats(),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+            let stats = self.server_stats()?;
+            names
+                .iter()
+                .all(|name| stats.get(*name).is_some_and(&condition))
+                .then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "timed out waiting for HAProxy to see {names:?} {what}: {:?}\nlog:\n{}",
+            self.server_stats(),
+            self.log()
+        );
     }
 
     /// Every backend server's `show stat` line, by server name; `None`
