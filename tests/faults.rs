@@ -279,8 +279,10 @@ fn serves_the_first_client_after_descriptors_are_freed_once_the_backlog_has_drai
     // Out of descriptors with an empty backlog, the server must not sit in
     // a blocking accept() that would refuse the next client whatever the
     // descriptors by then. A server that never blocks there is as good:
-    // this only gives one that does the time to get there (the longest
-    // back-off), so that the test fails for it every time.
+    // this only gives one that does the time to get there (twice the
+    // longest back-off of 1 s), so that the test fails for it every time.
+    // A wait and no assertion: a loaded machine can at worst let such a
+    // server pass once, never fail a good one.
     let _ = poll_within(Duration::from_secs(2), || {
         (syscall_of(pid, "echo-accept-0") == in_accept).then_some(())
     });
@@ -348,11 +350,12 @@ fn stops_cleanly_on(signal: &str) {
     let (code, log) = server.wait_exit();
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "log:\n{log}");
-    // The contract says within a second; the slack is for a loaded
-    // machine. A server that waited for its clients instead would take
-    // the default idle timeout of five minutes.
+    // The README says within a second; five times that is slack no load
+    // of the machine uses up, since stopping takes milliseconds. A server
+    // that waited for its clients instead would take the default idle
+    // timeout of five minutes.
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "exit took {took:?}; log:\n{log}"
     );
 
