@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     ServerProcess, assert_echoes, assert_summary_has, closed_without_data, connect, is_closed,
-    task_dirs, wait_until,
+    poll_within, task_dirs, wait_until,
 };
 use rlimit::Resource;
 use socket2::SockRef;
@@ -147,20 +147,16 @@ fn a_client_that_never_reads_cannot_grow_server_memory_and_is_closed_after_the_i
 
     // The server, blocked writing the echo nobody reads, must give up after
     // the idle timeout; the client learns it when a write fails.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let chunk = vec![b'y'; 64 * 1024];
-    loop {
-        match client.write(&chunk) {
-            Ok(_) => {}
-            Err(error) if is_timeout(&error) => {}
-            Err(error) if is_closed(&error) => break,
+    wait_until(
+        "the server to close a client that reads nothing",
+        || match client.write(&chunk) {
+            Ok(_) => false,
+            Err(error) if is_timeout(&error) => false,
+            Err(error) if is_closed(&error) => true,
             Err(error) => panic!("write to a stalled connection: {error}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not close a client that reads nothing"
-        );
-    }
+        },
+    );
     server.wait_for_log("disconnected: idle timeout");
 }
 
@@ -283,12 +279,13 @@ fn serves_the_first_client_after_descriptors_are_freed_once_the_backlog_has_drai
     // Out of descriptors with an empty backlog, the server must not sit in
     // a blocking accept() that would refuse the next client whatever the
     // descriptors by then. A server that never blocks there is as good:
-    // this only gives one that does the time to get there (the longest
-    // back-off), so that the test fails for it every time.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && syscall_of(pid, "echo-accept-0") != in_accept {
-        thread::sleep(Duration::from_millis(5));
-    }
+    // this only gives one that does the time to get there (twice the
+    // longest back-off of 1 s), so that the test fails for it every time.
+    // A wait and no assertion: a loaded machine can at worst let such a
+    // server pass once, never fail a good one.
+    let _ = poll_within(Duration::from_secs(2), || {
+        (syscall_of(pid, "echo-accept-0") == in_accept).then_some(())
+    });
 
     assert_serves_once_clients_leave(&server, clients);
 }
@@ -353,11 +350,12 @@ fn stops_cleanly_on(signal: &str) {
     let (code, log) = server.wait_exit();
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "log:\n{log}");
-    // The contract says within a second; the slack is for a loaded
-    // machine. A server that waited for its clients instead would take
-    // the default idle timeout of five minutes.
+    // The README says within a second; five times that is slack no load
+    // of the machine uses up, since stopping takes milliseconds. A server
+    // that waited for its clients instead would take the default idle
+    // timeout of five minutes.
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "exit took {took:?}; log:\n{log}"
     );
 

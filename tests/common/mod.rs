@@ -135,15 +135,34 @@ pub fn assert_closed_without_echo(stream: &mut TcpStream, bytes: &[u8], limit: D
     );
 }
 
-/// Polls `condition` until it holds, failing the test after
-/// [`EVENT_TIMEOUT`]. For events with no notification to block on (a
-/// counter in another process, a thread count).
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
+/// How long the polls of [`poll_within`] pause between two attempts.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Calls `attempt` until it returns `Some`, pausing [`POLL_INTERVAL`]
+/// between calls, and returns that; `None` if `limit` passes first. The
+/// one polling loop of the tests, for events with no notification to block
+/// on (a counter in another process, a thread count, a child's exit). It
+/// does not fail the test itself, so that a caller can clean up first or
+/// build a failure message worth reading (the log so far); [`wait_until`]
+/// is the plain case.
+pub fn poll_within<T>(limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Polls `condition` until it holds, failing the test after
+/// [`EVENT_TIMEOUT`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let held = poll_within(EVENT_TIMEOUT, || condition().then_some(()));
+    assert!(held.is_some(), "timed out waiting for {what}");
 }
 
 /// Runs `work` on a thread of its own and returns its result if it
@@ -363,15 +382,14 @@ impl ServerProcess {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        while !self.log.lock().unwrap().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} in the server log:\n{}",
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+        let found = poll_within(EVENT_TIMEOUT, || {
+            self.log.lock().unwrap().contains(needle).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "timed out waiting for {needle:?} in the server log:\n{}",
+            self.log_text()
+        );
     }
 
     /// A field of `/proc/PID/status` (`Threads`, `VmRSS`), as a number.
@@ -451,14 +469,15 @@ impl ServerProcess {
     /// Waits for the process to exit by itself and returns its exit code
     /// and full log.
     pub fn wait_exit(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "echo-server did not exit");
-            thread::sleep(Duration::from_millis(5));
-        };
+        let status = poll_within(EVENT_TIMEOUT, || {
+            self.child.try_wait().expect("poll the child")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "echo-server did not exit within {EVENT_TIMEOUT:?}; log:\n{}",
+                self.log_text()
+            )
+        });
         if let Some(thread) = self.log_thread.take() {
             thread.join().expect("log collector does not panic");
         }
@@ -620,18 +639,11 @@ pub fn run_bounded_by(command: &mut Command, input: &[u8], limit: Duration) -> F
     let writer = thread::spawn(move || drop(stdin.write_all(&input)));
     let stdout = read_all(child.stdout.take().expect("stdout is piped"));
     let stderr = read_all(child.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = poll_within(limit, || child.try_wait().expect("poll the child"));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let _ = writer.join();
     let finished = Finished {
         command: description,
