@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -382,4 +382,43 @@ fn sigterm_closes_every_client_logs_a_summary_and_exits_zero() {
 #[test]
 fn sigint_closes_every_client_logs_a_summary_and_exits_zero() {
     stops_cleanly_on("INT");
+}
+
+#[test]
+fn sigusr1_logs_the_live_statistics_and_the_server_goes_on() {
+    let server = ServerProcess::start(&[]);
+    let mut first = connect(server.addr());
+    assert_echoes(&mut first, b"12345");
+    first.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_without_data(&mut first));
+    server.wait_for_log("disconnected: client closed");
+    let mut second = connect(server.addr());
+    assert_echoes(&mut second, b"still here");
+
+    server.signal("USR1");
+    server.wait_for_log("stats: ");
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|line| line.contains("stats: "))
+        .expect("wait_for_log found it");
+    assert!(
+        line.contains("stats: 1 connected, 2 accepted, 0 rejected, 0 denied"),
+        "{line}"
+    );
+    assert!(line.contains("5 bytes echoed"), "{line}");
+    assert!(!line.contains("at shutdown"), "{line}");
+
+    // SIGHUP has nothing to reload: it is logged, and stops nothing.
+    server.signal("HUP");
+    server.wait_for_log("SIGHUP: nothing to reload");
+    assert_echoes(&mut second, b"and goes on");
+    assert!(
+        server
+            .log_text()
+            .lines()
+            .all(|line| !line.contains("stopped: ")),
+        "the server stopped:\n{}",
+        server.log_text()
+    );
 }
