@@ -10,7 +10,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A client's connected socket.
@@ -73,6 +75,69 @@ impl Socket for TcpStream {
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Socket for UnixStream {
+    fn configure(&self) -> io::Result<()> {
+        // A Unix socket has no Nagle's algorithm to turn off.
+        Ok(())
+    }
+
+    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buffer)
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, bytes)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Who is on the other end of a connection, as the socket tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PeerAddr {
+    /// A TCP peer, or the client a PROXY header names.
+    Ip(SocketAddr),
+    /// A process connected to a Unix socket.
+    Unix {
+        /// The socket it connected to, as listed (`unix:/run/echo.sock`).
+        socket: Arc<str>,
+        /// Its process id and user id, when the kernel tells them.
+        credentials: Option<(i32, u32)>,
+    },
+}
+
+impl PeerAddr {
+    /// The IP address, for the access lists and the per-IP limit.
+    pub(crate) fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            PeerAddr::Ip(addr) => Some(addr.ip()),
+            PeerAddr::Unix { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix {
+                socket,
+                credentials: Some((pid, uid)),
+            } => write!(f, "{socket} pid {pid} uid {uid}"),
+            PeerAddr::Unix {
+                socket,
+                credentials: None,
+            } => write!(f, "{socket}"),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! What the process asks of the OS that std has no API for: the scheduling
-//! policy of the server's threads and the open file limit. The one place
-//! that calls the OS directly.
+//! policy of the server's threads, the open file limit, and who is on the
+//! other end of a Unix socket. The one place that calls the OS directly.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// Puts the calling thread, and every thread it starts from then on (Linux
 /// threads inherit the policy), under `SCHED_BATCH`.
@@ -66,6 +67,38 @@ pub fn raise_open_file_limit(wanted: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The process id and user id of the peer of a connected Unix socket, as
+/// they were when it connected (`SO_PEERCRED`).
+///
+/// # Errors
+///
+/// Fails if `socket` is not a connected Unix socket.
+pub(crate) fn peer_credentials(socket: &impl AsFd) -> io::Result<(i32, u32)> {
+    let mut credentials = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is valid for the call (borrowed from `socket`),
+    // and `credentials` is a ucred of `length` bytes that outlives the call,
+    // which writes at most `length` bytes into it.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut credentials).cast(),
+            &mut length,
+        )
+    };
+    if result == 0 {
+        Ok((credentials.pid, credentials.uid))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +135,14 @@ mod tests {
             error.to_string().starts_with("open file limit is "),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_unix_peer_is_this_process() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (pid, uid) = peer_credentials(&ours).expect("a socket pair has credentials");
+        assert_eq!(pid, std::process::id() as i32);
+        // SAFETY: getuid cannot fail and touches no memory.
+        assert_eq!(uid, unsafe { libc::getuid() });
     }
 }
