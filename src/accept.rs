@@ -12,7 +12,6 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread;
@@ -22,10 +21,11 @@ use log::{debug, info, warn};
 
 use crate::config::Config;
 use crate::handler::{Client, Handler};
-use crate::limits::{Limits, Tracked};
-use crate::listeners::{AcceptError, Listeners, classify};
+use crate::limits::Limits;
+use crate::listeners::{AcceptError, Accepted, Listeners, classify};
 use crate::stats::{Counters, Rejection};
 use crate::stop::{Phase, Stop};
+use crate::stream::Socket;
 use crate::sys;
 use crate::throttle::Throttle;
 
@@ -39,8 +39,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest pause between accept tries.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// A TCP client on its way to its thread.
-pub(crate) type Admitted = Client<TcpStream>;
+/// A client on its way to its thread.
+pub(crate) type Admitted = Client<dyn Socket>;
 
 /// What admitting a client takes: the rules, the slots, the stop state,
 /// the counters.
@@ -59,13 +59,10 @@ pub(crate) struct Admission<'a> {
 }
 
 impl Admission<'_> {
-    /// Accepts clients on `listener` and hands them to the spawner through
-    /// `spawner`, until the server stops accepting or the listener fails.
-    pub(crate) fn accept_loop(
-        self,
-        listener: &TcpListener,
-        spawner: &Sender<Admitted>,
-    ) -> io::Result<()> {
+    /// Accepts clients on listener `index` and hands them to the spawner
+    /// through `spawner`, until the server stops accepting or the listener
+    /// fails.
+    pub(crate) fn accept_loop(self, index: usize, spawner: &Sender<Admitted>) -> io::Result<()> {
         let mut backoff = BACKOFF_MIN;
         let resource_warnings = Throttle::default();
         // A descriptor held back for when the process runs out: closing it
@@ -73,17 +70,17 @@ impl Admission<'_> {
         // that clients are refused instead of left hanging in the backlog.
         let mut reserve = File::open("/dev/null").ok();
         loop {
-            let accepted = listener.accept();
+            let accepted = self.listeners.accept(index);
             if self.stop.phase() != Phase::Running {
-                if let Ok((stream, peer)) = accepted {
-                    self.after_stop(stream, peer, spawner);
+                if let Ok(client) = accepted {
+                    self.after_stop(client, spawner);
                 }
                 return Ok(());
             }
             match accepted {
-                Ok((stream, peer)) => {
+                Ok(client) => {
                     backoff = BACKOFF_MIN;
-                    self.admit(stream, peer, spawner);
+                    self.admit(client, spawner);
                 }
                 Err(error) => match classify(&error) {
                     AcceptError::Connection => debug!("accept: {error}"),
@@ -95,7 +92,7 @@ impl Admission<'_> {
                             );
                         }
                         if is_out_of_descriptors(&error) {
-                            self.use_reserve(listener, &mut reserve, spawner);
+                            self.use_reserve(index, &mut reserve, spawner);
                         }
                         self.stop.pause(backoff);
                         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -110,17 +107,12 @@ impl Admission<'_> {
     /// the reserve can be reopened, since descriptors are then free again
     /// (the accept may block until the next client if the backlog emptied
     /// meanwhile), and closed otherwise.
-    fn use_reserve(
-        self,
-        listener: &TcpListener,
-        reserve: &mut Option<File>,
-        spawner: &Sender<Admitted>,
-    ) {
+    fn use_reserve(self, index: usize, reserve: &mut Option<File>, spawner: &Sender<Admitted>) {
         if reserve.take().is_some() {
-            if let Ok((stream, peer)) = listener.accept() {
+            if let Ok((stream, peer)) = self.listeners.accept(index) {
                 *reserve = File::open("/dev/null").ok();
                 if reserve.is_some() {
-                    self.admit(stream, peer, spawner);
+                    self.admit((stream, peer), spawner);
                 } else {
                     drop(stream);
                     self.counters.reject(peer, &Rejection::NoDescriptor);
@@ -135,14 +127,10 @@ impl Admission<'_> {
     /// Handles a client accepted once the server stopped accepting: it is
     /// served during a drain, and closed otherwise; a wake-up connection
     /// is just closed.
-    pub(crate) fn after_stop(
-        self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        spawner: &Sender<Admitted>,
-    ) {
-        if matches!(self.stop.phase(), Phase::Draining { .. }) && !self.listeners.is_waker(peer) {
-            self.admit(stream, peer, spawner);
+    pub(crate) fn after_stop(self, client: Accepted, spawner: &Sender<Admitted>) {
+        let draining = matches!(self.stop.phase(), Phase::Draining { .. });
+        if draining && !self.listeners.is_waker(&client.1) {
+            self.admit(client, spawner);
         }
     }
 
@@ -152,23 +140,24 @@ impl Admission<'_> {
     /// Behind a proxy, the client's address is known only once its thread
     /// has read the PROXY header: the access lists and the per-IP limit are
     /// applied there, and here only whether the proxy may connect at all.
-    fn admit(self, stream: TcpStream, peer: SocketAddr, spawner: &Sender<Admitted>) {
+    /// A Unix client has no address: neither applies to it.
+    fn admit(self, (stream, peer): Accepted, spawner: &Sender<Admitted>) {
         let config = self.config;
-        let client_ip = (!config.proxy_protocol).then_some(peer.ip());
-        match client_ip {
-            Some(ip) if !config.admits(ip) => {
+        let peer_ip = peer.ip();
+        let client_ip = peer_ip.filter(|_| !config.proxy_protocol);
+        match (client_ip, peer_ip) {
+            (Some(ip), _) if !config.admits(ip) => {
                 return self.counters.reject(peer, &Rejection::Denied);
             }
-            None if !config.trusts_proxy(peer.ip()) => {
+            (None, Some(ip)) if !config.trusts_proxy(ip) => {
                 return self.counters.reject(peer, &Rejection::UntrustedProxy);
             }
             _ => {}
         }
-        let socket = Arc::new(Tracked::new(stream));
-        let acquired = self.stop.if_admitting(|| {
-            self.limits
-                .acquire(client_ip, Arc::clone(&socket) as Arc<Tracked<_>>)
-        });
+        let socket = stream.into_tracked();
+        let acquired = self
+            .stop
+            .if_admitting(|| self.limits.acquire(client_ip, Arc::clone(&socket)));
         let permit = match acquired {
             Some(Ok(permit)) => permit,
             // The server is closing every client: this one goes too.
@@ -212,7 +201,7 @@ pub(crate) fn spawn_loop(
 
 /// Starts the thread that serves `client`, or closes it.
 fn start(handler: &Handler, stop: &Arc<Stop>, counters: &Counters, client: Admitted) {
-    let peer = client.peer;
+    let peer = client.peer.clone();
     let thread = Stop::client_thread(stop);
     let handler_of_thread = handler.clone();
     let spawned = thread::Builder::new()

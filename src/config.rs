@@ -1,7 +1,7 @@
 //! What a server listens on and how it treats clients.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use crate::Cidr;
@@ -16,6 +16,19 @@ pub const DEFAULT_BIND: &str = "localhost";
 pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 /// How long a client may neither send nor read before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Most UDP datagrams a second echoed to one source address unless
+/// configured: plenty for testing, little for a reflection attack.
+pub const DEFAULT_UDP_RATE: NonZeroU32 = NonZeroU32::new(1000).unwrap();
+/// Sources the UDP rate does not apply to unless configured: this machine.
+pub const DEFAULT_UDP_RATE_EXEMPT: &str = "127.0.0.0/8,::1/128";
+
+/// [`DEFAULT_UDP_RATE_EXEMPT`], parsed.
+fn default_udp_rate_exempt() -> Vec<Cidr> {
+    DEFAULT_UDP_RATE_EXEMPT
+        .split(',')
+        .map(|range| range.parse().expect("the default ranges parse"))
+        .collect()
+}
 
 /// What a [`Server`](crate::Server) listens on and how it treats clients.
 ///
@@ -51,6 +64,18 @@ pub struct Config {
     pub allow: Vec<Cidr>,
     /// Client addresses never served, even if `allow` has them.
     pub deny: Vec<Cidr>,
+    /// Unix stream sockets to listen on: paths, or `@NAME` for a Linux
+    /// abstract name. With `bind` empty, only these are served.
+    pub unix: Vec<String>,
+    /// Permissions of the Unix socket files; `None` leaves the umask's.
+    pub unix_mode: Option<u32>,
+    /// Also serves UDP echo on the address and port of every TCP listener.
+    pub udp: bool,
+    /// Most datagrams a second echoed to one source IP address; `None` for
+    /// no limit.
+    pub udp_rate: Option<NonZeroU32>,
+    /// Sources the UDP rate does not apply to.
+    pub udp_rate_exempt: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -66,6 +91,11 @@ impl Default for Config {
             proxy_from: Vec::new(),
             allow: Vec::new(),
             deny: Vec::new(),
+            unix: Vec::new(),
+            unix_mode: None,
+            udp: false,
+            udp_rate: Some(DEFAULT_UDP_RATE),
+            udp_rate_exempt: default_udp_rate_exempt(),
         }
     }
 }
@@ -74,6 +104,11 @@ impl Config {
     /// Whether the access lists let a client from `ip` be served.
     pub(crate) fn admits(&self, ip: IpAddr) -> bool {
         !listed(&self.deny, ip) && (self.allow.is_empty() || listed(&self.allow, ip))
+    }
+
+    /// Whether the UDP rate does not apply to `ip`.
+    pub(crate) fn udp_rate_exempts(&self, ip: IpAddr) -> bool {
+        listed(&self.udp_rate_exempt, ip)
     }
 
     /// Whether `ip` may send a PROXY header.

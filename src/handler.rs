@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::preview::Preview;
 use crate::proxy_protocol::{self, Header};
 use crate::stats::{Counters, Rejection};
 use crate::stop::{Phase, Stop};
-use crate::stream::{Plain, Socket, Stream};
+use crate::stream::{PeerAddr, Plain, Socket, Stream};
 
 /// Size of the first read buffer, on the thread's stack: a typical message
 /// fits, and it shares the stack pages the thread touches anyway, so an
@@ -37,12 +36,12 @@ const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A client admitted by an accept loop, with what its thread needs.
 #[derive(Debug)]
-pub(crate) struct Client<S> {
+pub(crate) struct Client<S: ?Sized> {
     /// The connection, shared with the registry that shutdown and the idle
     /// watchdog use.
     pub(crate) socket: Arc<Tracked<S>>,
     /// Where it comes from.
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: PeerAddr,
     /// Its connection slot.
     pub(crate) permit: Permit,
 }
@@ -98,17 +97,17 @@ impl fmt::Display for End {
 }
 
 /// Who is on the other end of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Peer {
     /// The client: the connection's source, or what a PROXY header said.
-    client: SocketAddr,
+    client: PeerAddr,
     /// The load balancer that relayed the connection, if any.
-    proxy: Option<SocketAddr>,
+    proxy: Option<PeerAddr>,
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.proxy {
+        match &self.proxy {
             Some(proxy) => write!(f, "{} via {proxy}", self.client),
             None => write!(f, "{}", self.client),
         }
@@ -136,7 +135,7 @@ impl Handler {
     /// Its slot is given back as soon as it is no longer served; the thread
     /// then logs the summary and closes the socket, the last reference to
     /// it, as it returns.
-    pub(crate) fn serve<S: Socket>(&self, client: Client<S>) {
+    pub(crate) fn serve<S: Socket + ?Sized>(&self, client: Client<S>) {
         let started = Instant::now();
         let Client {
             socket,
@@ -148,7 +147,7 @@ impl Handler {
             return;
         }
         let (peer, pending) = if self.config.proxy_protocol {
-            match self.proxy_handshake(socket.socket(), peer, &mut permit) {
+            match self.proxy_handshake(socket.socket(), peer.clone(), &mut permit) {
                 Ok((peer, pending)) => {
                     info!("{peer} connected");
                     (peer, pending)
@@ -169,7 +168,7 @@ impl Handler {
         let end = echo(
             &mut Plain(socket.socket()),
             &socket,
-            peer,
+            &peer,
             &pending,
             &mut echoed,
         );
@@ -190,10 +189,10 @@ impl Handler {
 
     /// Reads the PROXY header and admits the client it names, returning who
     /// it is and the bytes that came after the header.
-    fn proxy_handshake<S: Socket>(
+    fn proxy_handshake<S: Socket + ?Sized>(
         &self,
         socket: &S,
-        proxy: SocketAddr,
+        proxy: PeerAddr,
         permit: &mut Permit,
     ) -> Result<(Peer, Vec<u8>), Rejection> {
         let wait = self
@@ -210,7 +209,7 @@ impl Handler {
         let (header, pending) = header.map_err(Rejection::BadHeader)?;
         let peer = match header {
             Header::Proxied { source, .. } => Peer {
-                client: source,
+                client: PeerAddr::Ip(source),
                 proxy: Some(proxy),
             },
             // A balancer's own connection (a health check): its address is
@@ -220,25 +219,27 @@ impl Handler {
                 proxy: None,
             },
         };
-        let ip = peer.client.ip();
-        if !self.config.admits(ip) {
-            return Err(Rejection::Denied);
+        // A health check over a Unix socket has no address to check.
+        if let Some(ip) = peer.client.ip() {
+            if !self.config.admits(ip) {
+                return Err(Rejection::Denied);
+            }
+            permit.claim_ip(ip).map_err(Rejection::Limit)?;
         }
-        permit.claim_ip(ip).map_err(Rejection::Limit)?;
         Ok((peer, pending))
     }
 }
 
 /// Reads from a socket until a deadline, however the bytes trickle in: each
 /// read waits at most for the time left.
-struct Deadline<'a, S> {
+struct Deadline<'a, S: ?Sized> {
     /// The socket read from.
     socket: &'a S,
     /// When reading stops with [`io::ErrorKind::TimedOut`].
     until: Instant,
 }
 
-impl<S: Socket> Read for Deadline<'_, S> {
+impl<S: Socket + ?Sized> Read for Deadline<'_, S> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
         let left = self.until.saturating_duration_since(Instant::now());
@@ -263,7 +264,7 @@ impl<S: Socket> Read for Deadline<'_, S> {
 fn echo<S: ?Sized>(
     stream: &mut impl Stream,
     tracked: &Tracked<S>,
-    peer: Peer,
+    peer: &Peer,
     pending: &[u8],
     echoed: &mut u64,
 ) -> End {
@@ -328,7 +329,7 @@ mod tests {
     use super::*;
     use crate::limits::Limits;
     use std::collections::VecDeque;
-    use std::net::Shutdown;
+    use std::net::{Shutdown, SocketAddr};
     use std::sync::Mutex;
 
     /// A socket in memory: reads come from `input`, one chunk per read,
@@ -394,7 +395,7 @@ mod tests {
 
     fn peer() -> Peer {
         Peer {
-            client: SocketAddr::from(([192, 0, 2, 1], 4000)),
+            client: PeerAddr::Ip(SocketAddr::from(([192, 0, 2, 1], 4000))),
             proxy: None,
         }
     }
@@ -402,13 +403,13 @@ mod tests {
     fn run_echo(fake: &Fake, pending: &[u8]) -> (End, u64, Tracked<()>) {
         let tracked = Tracked::new(());
         let mut echoed = 0;
-        let end = echo(&mut Plain(fake), &tracked, peer(), pending, &mut echoed);
+        let end = echo(&mut Plain(fake), &tracked, &peer(), pending, &mut echoed);
         (end, echoed, tracked)
     }
 
     /// The handler of a server with `config`, and its counters.
     fn handler(config: Config) -> (Handler, Arc<Counters>) {
-        let counters = Arc::new(Counters::new());
+        let counters = Arc::new(Counters::new(false));
         let handler = Handler::new(
             Arc::new(config),
             Arc::clone(&counters),

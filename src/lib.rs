@@ -51,13 +51,16 @@ mod stop;
 mod stream;
 mod sys;
 mod throttle;
+mod udp;
 
 pub use cidr::{Cidr, CidrError};
 pub use client::Client;
 pub use config::{
     Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
+    DEFAULT_UDP_RATE, DEFAULT_UDP_RATE_EXEMPT,
 };
 pub use errors::{os_message, reason};
+pub use listeners::{Endpoint, Listener};
 pub use resolve::resolve;
 pub use server::{Server, ShutdownHandle};
 pub use stats::Stats;

@@ -1,14 +1,30 @@
-//! The listening sockets: created with the options every listener gets,
-//! or inherited; then, when the server stops accepting, shut down (or, if
-//! shared with another process, woken) so that their accept loops return.
+//! The listening sockets (TCP, Unix, and UDP beside TCP): created with the
+//! options every listener gets, or inherited; then, when the server stops
+//! accepting, shut down (or, if shared with another process, woken) so that
+//! their accept loops return.
 
+use std::ffi::OsStr;
+use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Mutex, MutexGuard};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
+use std::os::fd::OwnedFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use log::{debug, warn};
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::config::Config;
+use crate::limits::Tracked;
+use crate::stream::{PeerAddr, Socket as StreamSocket};
+use crate::sys;
 
 /// Pending connections the kernel may queue per listener. Linux caps it at
 /// `net.core.somaxconn` (4096 by default since 5.4), so asking for more
@@ -47,21 +63,93 @@ pub(crate) fn classify(error: &io::Error) -> AcceptError {
     }
 }
 
-/// A client accepted from a listen queue, and where it comes from.
-pub(crate) type Accepted = (TcpStream, SocketAddr);
+/// A listening socket a server serves, bound by it or handed to it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix stream socket listener.
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Listener {
+        Listener::Unix(listener)
+    }
+}
+
+/// Where a server listens, as its `Listening on` lines name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A TCP address: `127.0.0.1:8000`.
+    Tcp(SocketAddr),
+    /// A UDP address: `udp:127.0.0.1:8000`.
+    Udp(SocketAddr),
+    /// A Unix socket: a path, or `@NAME` for a Linux abstract name
+    /// (`unix:/run/echo.sock`, `unix:@echo`).
+    Unix(String),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Udp(addr) => write!(f, "udp:{addr}"),
+            Endpoint::Unix(name) => write!(f, "unix:{name}"),
+        }
+    }
+}
+
+/// A connection taken from a listen queue.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// From a TCP listener.
+    Tcp(TcpStream),
+    /// From a Unix socket listener.
+    Unix(UnixStream),
+}
+
+impl Incoming {
+    /// The connection, as the registry of live clients keeps it.
+    pub(crate) fn into_tracked(self) -> Arc<Tracked<dyn StreamSocket>> {
+        match self {
+            Incoming::Tcp(stream) => Arc::new(Tracked::new(stream)),
+            Incoming::Unix(stream) => Arc::new(Tracked::new(stream)),
+        }
+    }
+}
+
+/// A client accepted from a listen queue, and who it is.
+pub(crate) type Accepted = (Incoming, PeerAddr);
 
 /// The listening sockets of one server.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    /// The sockets, each served by an accept loop of its own.
-    sockets: Vec<TcpListener>,
-    /// The addresses `sockets` are bound to, in the same order.
-    addrs: Vec<SocketAddr>,
+    /// The stream sockets, each served by an accept loop of its own.
+    sockets: Vec<Listener>,
+    /// Where `sockets` listen, in the same order.
+    endpoints: Vec<Endpoint>,
+    /// The TCP addresses among them.
+    tcp_addrs: Vec<SocketAddr>,
+    /// The UDP sockets, one beside each TCP listener with `--udp`.
+    udp: Vec<UdpSocket>,
+    /// The socket files this server created, removed when it stops (or
+    /// when dropped, if it never ran). A leaf lock.
+    files: Mutex<Vec<SocketFile>>,
     /// Whether the sockets are this server's alone, or shared with another
     /// process and so never shut down.
     owned: bool,
     /// The addresses of the connections made to wake the accept loops on
-    /// shared sockets, so that they are not taken for clients. A leaf lock.
+    /// shared TCP sockets, so that they are not taken for clients. A leaf
+    /// lock.
     wakers: Mutex<Vec<SocketAddr>>,
     /// Clients taken from the listen queues when a drain began, admitted
     /// once the accept loops have ended. First in the lock order (see
@@ -70,63 +158,132 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    /// Binds every address named in `names` on `port`; the sockets are
-    /// this server's own.
+    /// Binds what `config` names: every address of `config.bind` on
+    /// `config.port` (and UDP beside each with `config.udp`), then every
+    /// Unix socket of `config.unix`. The sockets are this server's own.
     ///
     /// # Errors
     ///
-    /// Fails if a name cannot be resolved, if an address cannot be bound
-    /// (`cannot listen on 127.0.0.1:8000: Address already in use`), or if a
-    /// name yields no address the machine has.
-    pub(crate) fn bind(names: &[String], port: u16, reuse_port: bool) -> io::Result<Listeners> {
-        Listeners::new(bind_all(names, port, reuse_port)?, true)
+    /// Fails if a name cannot be resolved, if an address or a path cannot
+    /// be bound (`cannot listen on 127.0.0.1:8000: Address already in
+    /// use`), or if a name yields no address the machine has.
+    pub(crate) fn bind(config: &Config) -> io::Result<Listeners> {
+        let mut sockets: Vec<Listener> = bind_all(&config.bind, config.port, config.reuse_port)?
+            .into_iter()
+            .map(Listener::Tcp)
+            .collect();
+        let mut files = Vec::new();
+        for name in &config.unix {
+            let (listener, file) = bind_unix(name, config.unix_mode)?;
+            sockets.push(Listener::Unix(listener));
+            files.extend(file);
+        }
+        let mut listeners = Listeners::new(sockets, true)?;
+        listeners.files = Mutex::new(files);
+        if config.udp {
+            listeners.bind_udp()?;
+        }
+        Ok(listeners)
     }
 
     /// Serves `sockets` bound by someone else, which may be shared with
-    /// another process: stopping leaves them listening.
+    /// another process: stopping leaves them listening. With `udp`, binds
+    /// a UDP socket beside each TCP one.
     ///
     /// # Errors
     ///
-    /// Fails if there is no socket, or one cannot report its address.
-    pub(crate) fn inherit(sockets: Vec<TcpListener>) -> io::Result<Listeners> {
-        Listeners::new(sockets, false)
+    /// Fails if there is no socket, if one cannot report its address, or
+    /// if a UDP socket cannot be bound.
+    pub(crate) fn inherit(sockets: Vec<Listener>, udp: bool) -> io::Result<Listeners> {
+        let mut listeners = Listeners::new(sockets, false)?;
+        if udp {
+            listeners.bind_udp()?;
+        }
+        Ok(listeners)
     }
 
     /// The listeners `sockets`; `owned` says whether they are this
     /// server's alone.
-    fn new(sockets: Vec<TcpListener>, owned: bool) -> io::Result<Listeners> {
+    fn new(sockets: Vec<Listener>, owned: bool) -> io::Result<Listeners> {
         if sockets.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no address to listen on",
             ));
         }
-        let addrs = sockets
+        let endpoints = sockets
             .iter()
-            .map(TcpListener::local_addr)
+            .map(Listener::endpoint)
             .collect::<io::Result<Vec<_>>>()?;
+        let tcp_addrs = endpoints
+            .iter()
+            .filter_map(|endpoint| match endpoint {
+                Endpoint::Tcp(addr) => Some(*addr),
+                _ => None,
+            })
+            .collect();
         Ok(Listeners {
             sockets,
-            addrs,
+            endpoints,
+            tcp_addrs,
+            udp: Vec::new(),
+            files: Mutex::new(Vec::new()),
             owned,
             wakers: Mutex::new(Vec::new()),
             queued: Mutex::new(Vec::new()),
         })
     }
 
-    /// The listening sockets.
-    pub(crate) fn sockets(&self) -> &[TcpListener] {
+    /// Binds a UDP socket on the address and port of every TCP listener.
+    fn bind_udp(&mut self) -> io::Result<()> {
+        for endpoint in &self.endpoints {
+            if let Endpoint::Tcp(addr) = *endpoint {
+                let socket = bind_udp(addr).map_err(|error| {
+                    let endpoint = Endpoint::Udp(addr);
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot listen on {endpoint}: {}", crate::os_message(&error)),
+                    )
+                })?;
+                self.udp.push(socket);
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream listening sockets.
+    pub(crate) fn sockets(&self) -> &[Listener] {
         &self.sockets
     }
 
-    /// The addresses listened on, with the ports actually bound.
-    pub(crate) fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+    /// The UDP sockets.
+    pub(crate) fn udp_sockets(&self) -> &[UdpSocket] {
+        &self.udp
+    }
+
+    /// Where the server listens: the stream sockets, then the UDP ones.
+    pub(crate) fn endpoints(&self) -> Vec<Endpoint> {
+        let udp = self
+            .udp
+            .iter()
+            .filter_map(|socket| socket.local_addr().ok().map(Endpoint::Udp));
+        self.endpoints.iter().cloned().chain(udp).collect()
+    }
+
+    /// The TCP addresses listened on, with the ports actually bound.
+    pub(crate) fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// Accepts the next client on `self.sockets()[index]`.
+    pub(crate) fn accept(&self, index: usize) -> io::Result<Accepted> {
+        accept(&self.sockets[index], &self.endpoints[index])
     }
 
     /// Stops accepting if `stop` says this call is the one that stops the
     /// server: wakes every accept loop, taking the clients already queued
-    /// first when `drain` asks for them to be served.
+    /// first when `drain` asks for them to be served, and stops the UDP
+    /// sockets.
     ///
     /// `stop` runs under the lock of the queued clients, so that the server
     /// does not collect them before all have been taken.
@@ -136,39 +293,134 @@ impl Listeners {
             return;
         }
         debug!("no longer accepting clients");
-        for (listener, addr) in self.sockets.iter().zip(&self.addrs) {
+        for udp in &self.udp {
+            // Makes a blocked recv_from() return at once. Linux reports
+            // ENOTCONN for an unconnected socket but shuts it down all the
+            // same.
+            let _ = SockRef::from(udp).shutdown(Shutdown::Both);
+        }
+        for (listener, endpoint) in self.sockets.iter().zip(&self.endpoints) {
             if self.owned {
                 if drain {
                     // Clients queued when a drain begins have connected
                     // before it: they are served, not reset.
-                    take_queued(listener, &mut queued);
+                    take_queued(listener, endpoint, &mut queued);
                 }
                 // On Linux, shutting down a listening socket makes a blocked
                 // accept() return EINVAL at once, even with a full backlog,
                 // and takes the socket out of its SO_REUSEPORT group, so
                 // that new clients go to the other instances. An error only
                 // means the socket is unusable already.
-                let _ = SockRef::from(listener).shutdown(Shutdown::Both);
-            } else if let Err(error) = wake(*addr, |waker| lock(&self.wakers).push(waker)) {
+                let _ = listener.sock_ref().shutdown(Shutdown::Both);
+            } else if let Err(error) = self.wake(listener) {
                 // A socket shared with another process must keep listening
                 // (with its queued clients) for the next instance: the accept
                 // loop is woken with a connection instead.
                 warn!(
-                    "cannot wake the accept loop on {addr}: {error}; it stops at its next client"
+                    "cannot wake the accept loop on {endpoint}: {error}; it stops at its next client"
                 );
             }
         }
     }
 
+    /// Connects to a shared listener to wake its accept loop, in a way it
+    /// recognises with [`is_waker`](Self::is_waker).
+    fn wake(&self, listener: &Listener) -> io::Result<()> {
+        match listener {
+            Listener::Tcp(listener) => wake_tcp(listener.local_addr()?, |waker| {
+                lock(&self.wakers).push(waker)
+            }),
+            // The connection comes from this process: that is how it is
+            // recognised.
+            Listener::Unix(listener) => UnixStream::connect_addr(&listener.local_addr()?).map(drop),
+        }
+    }
+
     /// Whether a connection from `peer` is one this server made to wake an
     /// accept loop.
-    pub(crate) fn is_waker(&self, peer: SocketAddr) -> bool {
-        lock(&self.wakers).contains(&peer)
+    pub(crate) fn is_waker(&self, peer: &PeerAddr) -> bool {
+        match peer {
+            PeerAddr::Ip(addr) => lock(&self.wakers).contains(addr),
+            PeerAddr::Unix { credentials, .. } => {
+                matches!(credentials, Some((pid, _)) if *pid == std::process::id() as i32)
+            }
+        }
+    }
+
+    /// Removes the socket files this server created: it has stopped.
+    pub(crate) fn remove_files(&self) {
+        lock(&self.files).clear();
     }
 
     /// The clients taken from the listen queues when a drain began.
     pub(crate) fn take_queued_clients(&self) -> Vec<Accepted> {
         std::mem::take(&mut *lock(&self.queued))
+    }
+}
+
+/// A socket file this server created, removed when dropped: when the
+/// server is, or when a later socket fails to bind.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(&self.0) {
+            debug!("cannot remove {}: {error}", self.0.display());
+        }
+    }
+}
+
+impl Listener {
+    /// The socket, for socket options.
+    fn sock_ref(&self) -> SockRef<'_> {
+        match self {
+            Listener::Tcp(listener) => SockRef::from(listener),
+            Listener::Unix(listener) => SockRef::from(listener),
+        }
+    }
+
+    /// Where it listens.
+    fn endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map(Endpoint::Tcp),
+            Listener::Unix(listener) => {
+                let addr = listener.local_addr()?;
+                let name = match (addr.as_pathname(), addr.as_abstract_name()) {
+                    (Some(path), _) => path.display().to_string(),
+                    (None, Some(name)) => format!("@{}", String::from_utf8_lossy(name)),
+                    (None, None) => "(unnamed)".to_owned(),
+                };
+                Ok(Endpoint::Unix(name))
+            }
+        }
+    }
+
+    /// Sets whether accepting blocks.
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(listener) => listener.set_nonblocking(nonblocking),
+            Listener::Unix(listener) => listener.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+/// Accepts the next client on `listener`, which listens on `endpoint`.
+fn accept(listener: &Listener, endpoint: &Endpoint) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(listener) => {
+            let (stream, peer) = listener.accept()?;
+            Ok((Incoming::Tcp(stream), PeerAddr::Ip(peer)))
+        }
+        Listener::Unix(listener) => {
+            let (stream, _) = listener.accept()?;
+            let credentials = sys::peer_credentials(&stream).ok();
+            let peer = PeerAddr::Unix {
+                socket: endpoint.to_string().into(),
+                credentials,
+            };
+            Ok((Incoming::Unix(stream), peer))
+        }
     }
 }
 
@@ -182,13 +434,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Accepts every client queued on `listener` without waiting, into
 /// `queued`.
-fn take_queued(listener: &TcpListener, queued: &mut Vec<Accepted>) {
+fn take_queued(listener: &Listener, endpoint: &Endpoint, queued: &mut Vec<Accepted>) {
     if let Err(error) = listener.set_nonblocking(true) {
         debug!("cannot take the queued clients: {error}");
         return;
     }
     loop {
-        match listener.accept() {
+        match accept(listener, endpoint) {
             // Accepted sockets do not inherit O_NONBLOCK on Linux.
             Ok(client) => queued.push(client),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
@@ -198,10 +450,10 @@ fn take_queued(listener: &TcpListener, queued: &mut Vec<Accepted>) {
     }
 }
 
-/// Connects to a listener's own address to wake its accept loop, telling
-/// `record` the address the connection will come from before making it,
-/// so that the accept loop knows it for what it is.
-fn wake(listener: SocketAddr, record: impl FnOnce(SocketAddr)) -> io::Result<()> {
+/// Connects to a TCP listener's own address to wake its accept loop,
+/// telling `record` the address the connection will come from before
+/// making it, so that the accept loop knows it for what it is.
+fn wake_tcp(listener: SocketAddr, record: impl FnOnce(SocketAddr)) -> io::Result<()> {
     let ip = match listener.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(Ipv6Addr::LOCALHOST),
@@ -278,6 +530,82 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// A Unix stream socket listening on `name`: a path, or `@NAME` for a
+/// Linux abstract name, with its file's permissions set to `mode`. Returns
+/// the file it created, if any.
+///
+/// A socket file nothing answers on, left by a server that did not exit
+/// cleanly, is replaced; one a server answers on is in use; anything else
+/// at the path is left alone.
+fn bind_unix(name: &str, mode: Option<u32>) -> io::Result<(UnixListener, Option<SocketFile>)> {
+    let cannot = |error: io::Error| {
+        io::Error::new(
+            error.kind(),
+            format!(
+                "cannot listen on unix:{name}: {}",
+                crate::os_message(&error)
+            ),
+        )
+    };
+    let (addr, file) = match name.strip_prefix('@') {
+        // An abstract name is a path that starts with a NUL byte.
+        Some(abstract_name) => {
+            let bytes = [b"\0", abstract_name.as_bytes()].concat();
+            (SockAddr::unix(OsStr::from_bytes(&bytes)), None)
+        }
+        None => {
+            let path = PathBuf::from(name);
+            clear_stale_socket(&path).map_err(cannot)?;
+            (SockAddr::unix(&path), Some(path))
+        }
+    };
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(cannot)?;
+    socket.bind(&addr.map_err(cannot)?).map_err(cannot)?;
+    // From here on, the file is this server's to remove.
+    let file = file.map(SocketFile);
+    if let (Some(SocketFile(path)), Some(mode)) = (&file, mode) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(cannot)?;
+    }
+    socket.listen(LISTEN_BACKLOG).map_err(cannot)?;
+    debug!("listening on unix:{name}");
+    Ok((UnixListener::from(OwnedFd::from(socket)), file))
+}
+
+/// Removes a socket file at `path` that no server answers on; fails if
+/// one does, or if something other than a socket is there.
+fn clear_stale_socket(path: &Path) -> io::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a file that is not a socket is there; it is left alone",
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            debug!("replacing the stale socket {}", path.display());
+            std::fs::remove_file(path)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A UDP socket on `addr`.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    debug!("listening on udp:{addr}");
+    Ok(UdpSocket::from(socket))
+}
+
 /// Whether binding failed because the machine lacks that address or its
 /// family (IPv6 disabled, say), rather than for a reason to report.
 fn is_missing_address(error: &io::Error) -> bool {
@@ -330,22 +658,31 @@ mod tests {
         }
     }
 
+    /// A configuration binding `bind` on `port`.
+    fn config(bind: &str, port: u16) -> Config {
+        Config {
+            bind: vec![bind.to_owned()],
+            port,
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn port_zero_gives_every_address_of_a_name_the_same_port() {
-        let listeners = Listeners::bind(&["localhost".to_owned()], 0, false)
-            .expect("localhost has a loopback address");
-        let port = listeners.addrs()[0].port();
+        let listeners =
+            Listeners::bind(&config("localhost", 0)).expect("localhost has a loopback address");
+        let addrs = listeners.tcp_addrs();
+        let port = addrs[0].port();
         assert_ne!(port, 0);
-        assert!(listeners.addrs().iter().all(|addr| addr.port() == port));
-        assert!(listeners.addrs().iter().all(|addr| addr.ip().is_loopback()));
+        assert!(addrs.iter().all(|addr| addr.port() == port));
+        assert!(addrs.iter().all(|addr| addr.ip().is_loopback()));
     }
 
     #[test]
     fn a_busy_address_names_itself_in_the_error() {
         let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
-        let error =
-            Listeners::bind(&["127.0.0.1".to_owned()], port, false).expect_err("the port is taken");
+        let error = Listeners::bind(&config("127.0.0.1", port)).expect_err("the port is taken");
         assert_eq!(
             error.to_string(),
             format!("cannot listen on 127.0.0.1:{port}: Address already in use")
@@ -353,9 +690,24 @@ mod tests {
     }
 
     #[test]
+    fn udp_binds_beside_each_tcp_listener_on_the_same_port() {
+        let listeners = Listeners::bind(&Config {
+            udp: true,
+            ..config("127.0.0.1", 0)
+        })
+        .unwrap();
+        let tcp = listeners.tcp_addrs()[0];
+        assert_eq!(
+            listeners.endpoints(),
+            [Endpoint::Tcp(tcp), Endpoint::Udp(tcp)]
+        );
+        assert_eq!(Endpoint::Udp(tcp).to_string(), format!("udp:{tcp}"));
+    }
+
+    #[test]
     fn stopping_shuts_own_listeners_down_and_takes_queued_clients_on_a_drain() {
-        let listeners = Listeners::bind(&["127.0.0.1".to_owned()], 0, false).unwrap();
-        let addr = listeners.addrs()[0];
+        let listeners = Listeners::bind(&config("127.0.0.1", 0)).unwrap();
+        let addr = listeners.tcp_addrs()[0];
         let _client = TcpStream::connect(addr).unwrap();
         let mut asked = 0;
         listeners.stop_accepting(true, || {
@@ -368,8 +720,8 @@ mod tests {
         });
         assert_eq!(asked, 2);
         assert_eq!(listeners.take_queued_clients().len(), 1);
-        let error = listeners.sockets()[0]
-            .accept()
+        let error = listeners
+            .accept(0)
             .expect_err("a shut-down listener accepts nothing");
         assert_eq!(classify(&error), AcceptError::Listener);
     }
@@ -377,13 +729,52 @@ mod tests {
     #[test]
     fn stopping_wakes_a_shared_listener_with_a_recognised_connection() {
         let shared = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let listeners = Listeners::inherit(vec![shared]).unwrap();
+        let listeners = Listeners::inherit(vec![Listener::Tcp(shared)], false).unwrap();
         listeners.stop_accepting(false, || true);
         // Without a queued connection, the accept fails instead of blocking.
         listeners.sockets()[0].set_nonblocking(true).unwrap();
-        let (_, peer) = listeners.sockets()[0]
-            .accept()
+        let (_, peer) = listeners
+            .accept(0)
             .expect("the wake-up connection is queued");
-        assert!(listeners.is_waker(peer));
+        assert!(listeners.is_waker(&peer));
+    }
+
+    #[test]
+    fn stopping_wakes_a_shared_unix_listener_with_a_recognised_connection() {
+        let name = format!("echo-server-wake-test-{}", std::process::id());
+        let shared = UnixListener::bind_addr(
+            &std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let listeners = Listeners::inherit(vec![Listener::Unix(shared)], false).unwrap();
+        assert_eq!(listeners.endpoints(), [Endpoint::Unix(format!("@{name}"))]);
+        listeners.stop_accepting(false, || true);
+        listeners.sockets()[0].set_nonblocking(true).unwrap();
+        let (_, peer) = listeners
+            .accept(0)
+            .expect("the wake-up connection is queued");
+        assert!(listeners.is_waker(&peer));
+        assert_eq!(
+            peer.to_string().split(" pid ").next(),
+            Some(format!("unix:@{name}").as_str())
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_file_is_made_with_its_mode_and_removed_with_the_listeners() {
+        let path =
+            std::env::temp_dir().join(format!("echo-server-mode-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listeners = Listeners::bind(&Config {
+            bind: Vec::new(),
+            unix: vec![path.to_str().unwrap().to_owned()],
+            unix_mode: Some(0o640),
+            ..Config::default()
+        })
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        drop(listeners);
+        assert!(!path.exists());
     }
 }

@@ -17,7 +17,7 @@
 //! is held.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Instant;
@@ -27,9 +27,10 @@ use crate::config::Config;
 use crate::handler::Handler;
 use crate::idle;
 use crate::limits::Limits;
-use crate::listeners::Listeners;
+use crate::listeners::{Endpoint, Listener, Listeners};
 use crate::stats::{Counters, Stats};
 use crate::stop::{Phase, Stop};
+use crate::udp::{self, Guard};
 
 /// A bound echo server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -70,13 +71,14 @@ impl Server {
     /// (`cannot listen on 127.0.0.1:8000: Address already in use`), or if a
     /// name yields no address the machine has.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        let listeners = Listeners::bind(&config.bind, config.port, config.reuse_port)?;
-        Ok(Server::new(listeners, config))
+        Ok(Server::new(Listeners::bind(config)?, config))
     }
 
     /// Serves listening sockets that the caller has already bound: an
-    /// inherited socket, or one bound with options of its own.
-    /// `config.bind`, `config.port` and `config.reuse_port` are not used.
+    /// inherited socket, or one bound with options of its own; TCP or Unix
+    /// ([`Listener`]). `config.bind`, `config.port`, `config.reuse_port`,
+    /// `config.unix` and `config.unix_mode` are not used; with
+    /// `config.udp`, a UDP socket is bound beside each TCP listener.
     ///
     /// Such a socket may be shared with another process, such as the
     /// service manager that passed it: stopping leaves it listening, and
@@ -84,9 +86,17 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// Fails if there is no listener, or one cannot report its address.
-    pub fn from_listeners(listeners: Vec<TcpListener>, config: &Config) -> io::Result<Server> {
-        Ok(Server::new(Listeners::inherit(listeners)?, config))
+    /// Fails if there is no listener, if one cannot report its address,
+    /// or if a UDP socket cannot be bound.
+    pub fn from_listeners<L: Into<Listener>>(
+        listeners: impl IntoIterator<Item = L>,
+        config: &Config,
+    ) -> io::Result<Server> {
+        let listeners = listeners.into_iter().map(Into::into).collect();
+        Ok(Server::new(
+            Listeners::inherit(listeners, config.udp)?,
+            config,
+        ))
     }
 
     /// A server on `listeners`.
@@ -98,14 +108,21 @@ impl Server {
                 config: Arc::new(config.clone()),
                 limits: Arc::new(limits),
                 stop: Arc::new(Stop::new()),
-                counters: Arc::new(Counters::new()),
+                counters: Arc::new(Counters::new(config.udp)),
             }),
         }
     }
 
-    /// The addresses the server listens on, with the ports actually bound.
+    /// The TCP addresses the server listens on, with the ports actually
+    /// bound.
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        self.inner.listeners.addrs()
+        self.inner.listeners.tcp_addrs()
+    }
+
+    /// Everything the server listens on: its TCP listeners, its Unix
+    /// sockets, then its UDP sockets.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.inner.listeners.endpoints()
     }
 
     /// A handle that stops this server and reads its statistics.
@@ -135,6 +152,15 @@ impl Server {
                         idle::watch(&inner.limits, &inner.stop, timeout)
                     })?;
             }
+            for (index, socket) in inner.listeners.udp_sockets().iter().enumerate() {
+                let guard = Guard::new(Arc::clone(&inner.config));
+                thread::Builder::new()
+                    .name(format!("echo-udp-{index}"))
+                    .spawn_scoped(scope, move || {
+                        udp::serve(socket, guard, &inner.stop, &inner.counters);
+                    })
+                    .inspect_err(|_| inner.close())?;
+            }
             let result = inner.accept_all(scope);
             inner.stop.wait_drained();
             // Ends the watchdog too, which the scope waits for.
@@ -143,6 +169,7 @@ impl Server {
         });
         inner.close();
         inner.stop.wait_stopped();
+        inner.listeners.remove_files();
         result.map(|()| inner.stats())
     }
 }
@@ -178,12 +205,12 @@ impl Inner {
             .sockets()
             .iter()
             .enumerate()
-            .map(|(index, listener)| {
+            .map(|(index, _)| {
                 let to_spawner = to_spawner.clone();
                 thread::Builder::new()
                     .name(format!("echo-accept-{index}"))
                     .spawn_scoped(scope, move || {
-                        let result = admission.accept_loop(listener, &to_spawner);
+                        let result = admission.accept_loop(index, &to_spawner);
                         if result.is_err() {
                             // A dead listener ends the whole server, as a
                             // half-served address would surprise its users.
@@ -199,8 +226,8 @@ impl Inner {
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("accept loop panicked")))
         });
-        for (stream, peer) in self.listeners.take_queued_clients() {
-            admission.after_stop(stream, peer, &to_spawner);
+        for client in self.listeners.take_queued_clients() {
+            admission.after_stop(client, &to_spawner);
         }
         // The spawner ends once every sender is gone.
         drop(to_spawner);

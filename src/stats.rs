@@ -38,6 +38,13 @@ pub struct Stats {
     pub drained: usize,
     /// Clients still connected when the server closed them at shutdown.
     pub cut: usize,
+    /// Whether the server serves UDP.
+    pub udp: bool,
+    /// UDP datagrams echoed.
+    pub datagrams_echoed: u64,
+    /// UDP datagrams dropped: from a port that answers by itself, over
+    /// the rate, or refused by the access lists.
+    pub datagrams_dropped: u64,
     /// How long the server has been running.
     pub uptime: Duration,
 }
@@ -56,6 +63,13 @@ impl fmt::Display for Stats {
             self.bytes_echoed,
             self.uptime,
         )?;
+        if self.udp {
+            write!(
+                f,
+                ", {} datagrams echoed, {} dropped",
+                self.datagrams_echoed, self.datagrams_dropped
+            )?;
+        }
         if self.stopping {
             write!(
                 f,
@@ -86,14 +100,26 @@ pub(crate) struct Counters {
     /// Rate limit of the warning about rejected clients, shared by every
     /// accept loop and client thread.
     rejections: Throttle,
+    /// Whether the server serves UDP.
+    udp: bool,
+    /// UDP datagrams echoed.
+    datagrams_echoed: AtomicU64,
+    /// UDP datagrams dropped.
+    datagrams_dropped: AtomicU64,
+    /// Rate limit of the warning about dropped datagrams.
+    drops: Throttle,
     /// When the server was created, for the uptime.
     started: Instant,
 }
 
 impl Counters {
-    /// Zero counts, from now.
-    pub(crate) fn new() -> Counters {
+    /// Zero counts, from now, for a server that serves UDP if `udp`.
+    pub(crate) fn new(udp: bool) -> Counters {
         Counters {
+            udp,
+            datagrams_echoed: AtomicU64::new(0),
+            datagrams_dropped: AtomicU64::new(0),
+            drops: Throttle::default(),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             denied: AtomicU64::new(0),
@@ -112,6 +138,23 @@ impl Counters {
     /// Counts the bytes echoed to a client that has left.
     pub(crate) fn echoed(&self, bytes: u64) {
         self.bytes_echoed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `count` datagrams echoed.
+    pub(crate) fn datagrams_echoed(&self, count: u64) {
+        self.datagrams_echoed.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a datagram dropped, and warns about drops at most once a
+    /// second.
+    pub(crate) fn datagram_dropped(&self, source: impl fmt::Display, why: impl fmt::Display) {
+        self.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+        debug!("udp:{source}: dropped: {why}");
+        if let Some(count) = self.drops.event() {
+            warn!(
+                "dropped {count} datagram(s) since the last warning; latest from {source}: {why}"
+            );
+        }
     }
 
     /// Counts a client closed without being served, and warns about it at
@@ -155,6 +198,9 @@ impl Counters {
                 0
             },
             cut,
+            udp: self.udp,
+            datagrams_echoed: self.datagrams_echoed.load(Ordering::Relaxed),
+            datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
             uptime: self.started.elapsed(),
         }
     }
@@ -197,7 +243,7 @@ mod tests {
 
     #[test]
     fn each_rejection_is_counted_under_its_own_name() {
-        let counters = Counters::new();
+        let counters = Counters::new(false);
         counters.reject("a", &Rejection::Denied);
         counters.reject("b", &Rejection::UntrustedProxy);
         counters.reject("c", &Rejection::BadHeader(io::Error::other("late")));
@@ -215,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_shutdown_counts_show_once_stopping() {
-        let counters = Counters::new();
+        let counters = Counters::new(false);
         let running = counters.stats((2, 3), false, (0, 0)).to_string();
         assert!(!running.contains("at shutdown"), "{running}");
         let stopped = counters.stats((0, 3), true, (3, 1));

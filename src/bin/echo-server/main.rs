@@ -6,14 +6,13 @@ mod system;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
-use echo_server::Server;
+use echo_server::{Endpoint, Server};
 use log::info;
 
 use cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level()))
         .init();
     match run(&cli) {
@@ -33,7 +32,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         Some(listeners) => Server::from_listeners(listeners, &config)?,
         None => Server::bind(&config)?,
     };
-    announce(server.local_addrs())?;
+    announce(&server.endpoints())?;
     system::handle_signals(server.handle(), cli.drain_timeout)?;
     let stats = server.run()?;
     info!("stopped: {stats}");
@@ -42,11 +41,11 @@ fn run(cli: &Cli) -> io::Result<()> {
 
 /// Prints one `Listening on ADDR` line per listener on stdout, flushed, so
 /// that scripts and tests learn the addresses without probing.
-fn announce(addrs: &[std::net::SocketAddr]) -> io::Result<()> {
+fn announce(endpoints: &[Endpoint]) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    let written = addrs
+    let written = endpoints
         .iter()
-        .try_for_each(|addr| writeln!(stdout, "Listening on {addr}"))
+        .try_for_each(|endpoint| writeln!(stdout, "Listening on {endpoint}"))
         .and_then(|()| stdout.flush());
     match written {
         // Nobody reads stdout: the server is still worth running.

@@ -2,11 +2,10 @@
 //! signals.
 
 use std::io;
-use std::net::TcpListener;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use echo_server::ShutdownHandle;
+use echo_server::{Listener, ShutdownHandle};
 use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
@@ -33,22 +32,33 @@ pub fn raise_descriptor_limit(max_connections: Option<NonZeroUsize>) {
 ///
 /// # Errors
 ///
-/// Fails if a passed descriptor is not a TCP listening socket.
-pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+/// Fails if a passed descriptor is neither a TCP nor a Unix stream
+/// listening socket.
+pub fn inherited_listeners() -> io::Result<Option<Vec<Listener>>> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(None);
     }
     let mut listeners = Vec::with_capacity(fds.len());
     for index in 0..fds.len() {
-        let listener = fds.take_tcp_listener(index)?.ok_or_else(|| {
+        // A descriptor of the other kind is left in place for the next try.
+        let listener = match fds.take_tcp_listener(index) {
+            Ok(Some(listener)) => Some(Listener::Tcp(listener)),
+            Ok(None) => None,
+            Err(_) => fds.take_unix_listener(index)?.map(Listener::Unix),
+        };
+        let listener = listener.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("inherited descriptor {} is not available", index + 3),
             )
         })?;
         // The accept loops block; a manager may have passed it non-blocking.
-        listener.set_nonblocking(false)?;
+        match &listener {
+            Listener::Tcp(socket) => socket.set_nonblocking(false)?,
+            Listener::Unix(socket) => socket.set_nonblocking(false)?,
+            _ => {}
+        }
         listeners.push(listener);
     }
     info!("serving {} inherited listening socket(s)", listeners.len());
