@@ -13,7 +13,6 @@ use std::env;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{self, Child, Command, Stdio};
@@ -25,38 +24,9 @@ use std::time::{Duration, Instant};
 use common::{
     EVENT_TIMEOUT, IO_TIMEOUT, ServerProcess, TestServer, assert_echoes, closed_port,
     closed_without_data, connect, connect_from, echo_bench, echo_server, poll_within, read_to_eof,
-    run_bounded, summary_line, try_connect, wait_until, within,
+    run_bounded, summary_line, tool, try_connect, wait_until, within,
 };
 use echo_server::{Config, Server};
-
-/// Where to look for a tool beyond `PATH`: HAProxy lives in `/usr/sbin`,
-/// which is not on every user's `PATH`.
-const SBIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
-
-/// The path of the program `name`, from `PATH` or the `sbin` directories.
-/// When it is missing, the test that asked is skipped (`None`, with a
-/// `skipped:` line on stderr), or fails if `ECHO_SERVER_REQUIRE_TOOLS` is
-/// set, so that CI cannot pass by skipping.
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH").unwrap_or_default();
-    let found = env::split_paths(&path)
-        .chain(SBIN_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        });
-    if found.is_none() {
-        let required = env::var_os("ECHO_SERVER_REQUIRE_TOOLS")
-            .is_some_and(|value| !value.is_empty() && value != "0");
-        assert!(
-            !required,
-            "{name} is not installed, and ECHO_SERVER_REQUIRE_TOOLS is set"
-        );
-        eprintln!("skipped: {name} not installed");
-    }
-    found
-}
 
 /// An `echo-server` on 127.0.0.1 at `port` exactly, with `args`.
 fn server_on_port(port: u16, args: &[&str]) -> ServerProcess {
@@ -108,7 +78,7 @@ struct Haproxy {
 impl Haproxy {
     /// The configuration for a frontend on `frontend` and the backend
     /// servers `servers`, with the stats socket and log in `dir`.
-    fn config(dir: &Path, frontend: SocketAddr, servers: &[(&str, SocketAddr)]) -> String {
+    fn config(dir: &Path, frontend: SocketAddr, servers: &[(&str, String)]) -> String {
         let mut config = format!(
             "global
     log stderr format raw daemon
@@ -147,7 +117,7 @@ backend echo_servers
 
     /// Starts `program` in front of `servers` and waits until its health
     /// checks have found every one of them up.
-    fn start(program: &Path, servers: &[(&str, SocketAddr)]) -> Haproxy {
+    fn start(program: &Path, servers: &[(&str, String)]) -> Haproxy {
         let instance = HAPROXY_INSTANCES.fetch_add(1, Ordering::Relaxed);
         let dir = env::temp_dir().join(format!("echo-server-haproxy-{}-{instance}", process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -298,7 +268,10 @@ fn haproxy_spreads_bench_load_over_two_servers_that_log_the_real_client() {
     let args = ["--bind", "127.0.0.1", "--proxy-protocol"];
     let a = ServerProcess::start(&args);
     let b = ServerProcess::start(&args);
-    let haproxy = Haproxy::start(&program, &[("a", a.addr()), ("b", b.addr())]);
+    let haproxy = Haproxy::start(
+        &program,
+        &[("a", a.addr().to_string()), ("b", b.addr().to_string())],
+    );
 
     let port = haproxy.frontend.port().to_string();
     let bench = run_bounded(
@@ -363,6 +336,38 @@ fn haproxy_spreads_bench_load_over_two_servers_that_log_the_real_client() {
         let summary = summary_line(&log);
         assert!(summary.contains(" 0 denied, "), "{summary}");
     }
+}
+
+#[test]
+fn haproxy_sends_proxy_v2_to_a_unix_backend_and_the_server_logs_the_real_client() {
+    let Some(program) = tool("haproxy") else {
+        return;
+    };
+    let path = env::temp_dir().join(format!("echo-server-haproxy-{}.sock", process::id()));
+    let _ = fs::remove_file(&path);
+    let server = ServerProcess::spawn(echo_server().args([
+        "--unix",
+        path.to_str().expect("a UTF-8 temporary path"),
+        "--proxy-protocol",
+    ]));
+    let haproxy = Haproxy::start(&program, &[("u", format!("unix@{}", path.display()))]);
+
+    let mut client = connect_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), haproxy.frontend);
+    let client_port = client.local_addr().unwrap().port();
+    assert_echoes(&mut client, b"through a Unix backend");
+    server.wait_for_log(&format!(
+        "127.0.0.2:{client_port} via unix:{} pid ",
+        path.display()
+    ));
+    client.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut client).is_empty());
+    drop(haproxy);
+    let log = stop_cleanly(server);
+    assert!(
+        summary_line(&log).contains(" 0 bad PROXY headers, "),
+        "{log}"
+    );
+    assert!(!path.exists(), "the server removes its socket file");
 }
 
 /// Short connections through HAProxy, from several threads, until stopped:
@@ -512,7 +517,10 @@ fn rolling_restart_behind_haproxy_loses_no_client() {
     let a = server_on_port(0, &args);
     let b = server_on_port(0, &args);
     let (port_a, port_b) = (a.addr().port(), b.addr().port());
-    let mut haproxy = Haproxy::start(&program, &[("a", a.addr()), ("b", b.addr())]);
+    let mut haproxy = Haproxy::start(
+        &program,
+        &[("a", a.addr().to_string()), ("b", b.addr().to_string())],
+    );
 
     let started = Instant::now();
     let load = Load::start(haproxy.frontend, 8, started);
@@ -657,6 +665,42 @@ fn socket_activation_serves_the_inherited_listener() {
     assert_echoes(&mut second, b"and again");
     drop((first, second));
     stop_cleanly(server);
+}
+
+#[test]
+fn socket_activation_passes_a_unix_listener() {
+    let Some(activate) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let path = env::temp_dir().join(format!("echo-server-activated-{}.sock", process::id()));
+    let _ = fs::remove_file(&path);
+    let connect_path = path.clone();
+    // systemd-socket-activate starts the server on the first connection,
+    // so connect first, from another thread, as soon as it listens.
+    let first = thread::spawn(move || {
+        let mut stream = None;
+        wait_until("systemd-socket-activate to listen", || {
+            stream = UnixStream::connect(&connect_path).ok();
+            stream.is_some()
+        });
+        stream.expect("connected")
+    });
+    let server = ServerProcess::spawn(
+        Command::new(&activate)
+            .arg("--listen")
+            .arg(&path)
+            .arg(env!("CARGO_BIN_EXE_echo-server")),
+    );
+    assert_eq!(server.endpoints, [format!("unix:{}", path.display())]);
+    server.wait_for_log("serving 1 inherited listening socket(s)");
+    let mut first = first.join().expect("the connecting thread does not panic");
+    first.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    first.write_all(b"activated").unwrap();
+    let mut reply = [0; 9];
+    first.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"activated");
+    drop(server);
+    let _ = fs::remove_file(&path);
 }
 
 #[test]

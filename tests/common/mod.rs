@@ -4,9 +4,12 @@
 //! binaries.
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::env;
 use std::fmt;
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -309,8 +312,11 @@ impl Drop for TestServer {
 /// on drop. Its stderr (the log) is collected in the background.
 pub struct ServerProcess {
     pub child: Child,
-    /// Every address from the `Listening on` lines.
+    /// Every TCP address from the `Listening on` lines.
     pub addrs: Vec<SocketAddr>,
+    /// Everything the `Listening on` lines name, as printed
+    /// (`127.0.0.1:8000`, `udp:127.0.0.1:8000`, `unix:/run/echo.sock`).
+    pub endpoints: Vec<String>,
     /// What the server has logged so far.
     pub log: Arc<Mutex<String>>,
     log_thread: Option<JoinHandle<()>>,
@@ -346,8 +352,8 @@ impl ServerProcess {
             .unwrap_or_else(|error| panic!("start {description}: {error}"));
         let log = Arc::new(Mutex::new(String::new()));
         let log_thread = collect(child.stderr.take().expect("stderr is piped"), &log);
-        let addrs = read_listening_lines(child.stdout.take().expect("stdout is piped"));
-        if addrs.is_empty() {
+        let endpoints = read_listening_lines(child.stdout.take().expect("stdout is piped"));
+        if endpoints.is_empty() {
             // Killing closes stderr, so the log is complete once collected.
             let _ = child.kill();
             let status = child.wait().expect("reap the server");
@@ -359,15 +365,27 @@ impl ServerProcess {
         }
         ServerProcess {
             child,
-            addrs,
+            addrs: endpoints
+                .iter()
+                .filter_map(|endpoint| endpoint.parse().ok())
+                .collect(),
+            endpoints,
             log,
             log_thread: Some(log_thread),
         }
     }
 
-    /// The first address the server listens on.
+    /// The first TCP address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first UDP address the server listens on.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.endpoints
+            .iter()
+            .find_map(|endpoint| endpoint.strip_prefix("udp:")?.parse().ok())
+            .unwrap_or_else(|| panic!("no UDP endpoint in {:?}", self.endpoints))
     }
 
     /// The process id.
@@ -503,28 +521,28 @@ pub fn task_dirs(pid: u32) -> Vec<PathBuf> {
 
 /// Reads `Listening on ADDR` lines until the first line that is not one (or
 /// EOF), in a thread so that a silent server fails the test, not hangs it.
-fn read_listening_lines(stdout: std::process::ChildStdout) -> Vec<SocketAddr> {
+fn read_listening_lines(stdout: std::process::ChildStdout) -> Vec<String> {
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let Some(addr) = line.strip_prefix("Listening on ") else {
+            let Some(endpoint) = line.strip_prefix("Listening on ") else {
                 break;
             };
-            if sender.send(addr.parse::<SocketAddr>().ok()).is_err() {
+            if sender.send(endpoint.to_owned()).is_err() {
                 break;
             }
         }
     });
-    let mut addrs = Vec::new();
+    let mut endpoints = Vec::new();
     // The first line may take a while (a cold start); the others follow
     // at once, so a short wait for them is enough.
     let mut wait = EVENT_TIMEOUT;
-    while let Ok(Some(addr)) = receiver.recv_timeout(wait) {
-        addrs.push(addr);
+    while let Ok(endpoint) = receiver.recv_timeout(wait) {
+        endpoints.push(endpoint);
         wait = Duration::from_millis(200);
     }
-    addrs
+    endpoints
 }
 
 /// Copies `stderr` into `log` until EOF. Bytes that are not UTF-8 are
@@ -665,4 +683,33 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// Where to look for a tool beyond `PATH`: HAProxy lives in `/usr/sbin`,
+/// which is not on every user's `PATH`.
+const SBIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// The path of the program `name`, from `PATH` or the `sbin` directories.
+/// When it is missing, the test that asked is skipped (`None`, with a
+/// `skipped:` line on stderr), or fails if `ECHO_SERVER_REQUIRE_TOOLS` is
+/// set, so that CI cannot pass by skipping.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let found = env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        });
+    if found.is_none() {
+        let required = env::var_os("ECHO_SERVER_REQUIRE_TOOLS")
+            .is_some_and(|value| !value.is_empty() && value != "0");
+        assert!(
+            !required,
+            "{name} is not installed, and ECHO_SERVER_REQUIRE_TOOLS is set"
+        );
+        eprintln!("skipped: {name} not installed");
+    }
+    found
 }
