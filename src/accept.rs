@@ -25,7 +25,6 @@ use crate::limits::Limits;
 use crate::listeners::{AcceptError, Accepted, Listeners, classify};
 use crate::stats::{Counters, Rejection};
 use crate::stop::{Phase, Stop};
-use crate::stream::Socket;
 use crate::sys;
 use crate::throttle::Throttle;
 
@@ -40,7 +39,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A client on its way to its thread.
-pub(crate) type Admitted = Client<dyn Socket>;
+pub(crate) type Admitted = Client<socket2::Socket>;
 
 /// What admitting a client takes: the rules, the slots, the stop state,
 /// the counters.

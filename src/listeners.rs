@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::config::Config;
 use crate::limits::Tracked;
-use crate::stream::{PeerAddr, Socket as StreamSocket};
+use crate::stream::PeerAddr;
 use crate::sys;
 
 /// Pending connections the kernel may queue per listener. Linux caps it at
@@ -119,11 +119,12 @@ pub(crate) enum Incoming {
 
 impl Incoming {
     /// The connection, as the registry of live clients keeps it.
-    pub(crate) fn into_tracked(self) -> Arc<Tracked<dyn StreamSocket>> {
-        match self {
-            Incoming::Tcp(stream) => Arc::new(Tracked::new(stream)),
-            Incoming::Unix(stream) => Arc::new(Tracked::new(stream)),
-        }
+    pub(crate) fn into_tracked(self) -> Arc<Tracked<Socket>> {
+        let socket = match self {
+            Incoming::Tcp(stream) => Socket::from(stream),
+            Incoming::Unix(stream) => Socket::from(stream),
+        };
+        Arc::new(Tracked::new(socket))
     }
 }
 

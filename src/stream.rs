@@ -101,6 +101,35 @@ impl Socket for UnixStream {
     }
 }
 
+/// Every accepted client's socket, TCP or Unix, as the server keeps it:
+/// one type, so that the registry of live clients holds thin pointers.
+impl Socket for socket2::Socket {
+    fn configure(&self) -> io::Result<()> {
+        // An echo is a reply: send it now rather than wait for more to
+        // coalesce. A Unix socket has no such delay, and says so.
+        match self.set_tcp_nodelay(true) {
+            Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut &*self, buffer)
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        Write::write(&mut &*self, bytes)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        socket2::Socket::shutdown(self, how)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        socket2::Socket::set_read_timeout(self, timeout)
+    }
+}
+
 /// Who is on the other end of a connection, as the socket tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PeerAddr {
