@@ -1,30 +1,36 @@
 //! The client of the original tutorial: connect, send a message and wait for
-//! its echo, close.
+//! its echo, close; over TCP or a Unix stream socket.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::errors::reason;
 
-/// A connection to an echo server.
+/// A connection to an echo server: TCP or a Unix stream socket.
 ///
-/// TCP has no message boundaries: [`send`](Client::send) writes the whole
-/// message, then reads until exactly as many bytes have come back, however
-/// the network split them.
+/// TCP and Unix sockets have no message boundaries: [`send`](Client::send)
+/// writes the whole message, then reads until exactly as many bytes have
+/// come back, however the network split them.
 #[derive(Debug)]
 pub struct Client {
     /// The connection.
-    stream: TcpStream,
-    /// The server's address, for error messages.
-    peer: SocketAddr,
+    stream: Box<dyn ByteStream>,
+    /// The server as messages name it: `127.0.0.1:8000`,
+    /// `unix:/run/echo.sock`.
+    peer: String,
     /// How long to wait for a reply or for the connection to close.
     timeout: Duration,
 }
 
 impl Client {
-    /// Connects to the first address of `addr` that answers, trying each one
-    /// it resolves to for at most `timeout`; replies are waited for as long.
+    /// Connects over TCP to the first address of `addr` that answers, trying
+    /// each one it resolves to for at most `timeout`; replies are waited for
+    /// as long.
     ///
     /// # Errors
     ///
@@ -32,27 +38,38 @@ impl Client {
     /// connection; the error names the address and the reason
     /// (`cannot connect to 127.0.0.1:8000: connection refused`).
     pub fn connect<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<Client> {
-        let mut last_error = None;
-        for peer in addr.to_socket_addrs()? {
-            match connect_one(peer, timeout) {
-                Ok(stream) => {
-                    return Ok(Client {
-                        stream,
-                        peer,
-                        timeout,
-                    });
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-        }))
+        let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
+        Ok(Client {
+            stream: Box::new(stream),
+            peer: peer.to_string(),
+            timeout,
+        })
     }
 
-    /// The server's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+    /// Connects to the Unix stream socket at `path`, or, for `@NAME`, to the
+    /// Linux abstract socket `NAME`. Connecting waits at most `timeout` (a
+    /// server whose backlog is full makes it wait); replies as long.
+    ///
+    /// # Errors
+    ///
+    /// Fails if nothing listens at `path`; the error names the socket and
+    /// the reason (`cannot connect to unix:/tmp/x.sock: no such file or
+    /// directory`, `… connection refused`).
+    pub fn connect_unix(path: &str, timeout: Duration) -> io::Result<Client> {
+        let peer = format!("unix:{path}");
+        let stream =
+            connect_unix_stream(path, timeout).map_err(|error| cannot_connect(&peer, &error))?;
+        Ok(Client {
+            stream: Box::new(stream),
+            peer,
+            timeout,
+        })
+    }
+
+    /// The server as messages name it: `127.0.0.1:8000` over TCP,
+    /// `unix:/run/echo.sock` or `unix:@NAME` over a Unix socket.
+    pub fn peer(&self) -> &str {
+        &self.peer
     }
 
     /// Sends `message` and returns the reply: exactly as many bytes as were
@@ -69,16 +86,8 @@ impl Client {
     /// [`io::ErrorKind::UnexpectedEof`] if the server closes first, or with
     /// the error of the connection.
     pub fn send(&mut self, message: &[u8]) -> io::Result<Vec<u8>> {
-        let mut reply = vec![0; message.len()];
-        for (chunk, echo) in message.chunks(SEND_CHUNK).zip(reply.chunks_mut(SEND_CHUNK)) {
-            self.stream
-                .write_all(chunk)
-                .map_err(|error| self.describe(error, Step::Send))?;
-            self.stream
-                .read_exact(echo)
-                .map_err(|error| self.describe(error, Step::Reply))?;
-        }
-        Ok(reply)
+        exchange_bytes(self.stream.as_mut(), message)
+            .map_err(|(error, step)| self.describe(error, step))
     }
 
     /// Closes the connection cleanly: tells the server there is no more to
@@ -89,11 +98,11 @@ impl Client {
     /// Fails if the server sends bytes nobody asked for, or does not close
     /// within the timeout.
     pub fn close(mut self) -> io::Result<()> {
-        self.stream
-            .shutdown(Shutdown::Write)
-            .map_err(|error| self.describe(error, Step::Close))?;
-        let mut extra = [0; 1];
-        match self.stream.read(&mut extra) {
+        let stream = &mut self.stream;
+        let extra = stream
+            .shutdown_write()
+            .and_then(|()| stream.read(&mut [0; 1]));
+        match extra {
             Ok(0) => Ok(()),
             Ok(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -106,9 +115,9 @@ impl Client {
     /// The error of `step`, naming the server; a socket timeout (EAGAIN on
     /// Unix) becomes [`io::ErrorKind::TimedOut`].
     fn describe(&self, error: io::Error, step: Step) -> io::Error {
-        let (peer, timeout) = (self.peer, self.timeout);
-        match (error.kind(), step) {
-            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
+        let (peer, timeout) = (&self.peer, self.timeout);
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 let message = match step {
                     Step::Send => format!("cannot send to {peer} within {timeout:?}"),
                     Step::Reply => format!("no reply from {peer} within {timeout:?}"),
@@ -116,12 +125,30 @@ impl Client {
                 };
                 io::Error::new(io::ErrorKind::TimedOut, message)
             }
-            (io::ErrorKind::UnexpectedEof, _) => io::Error::new(
+            io::ErrorKind::UnexpectedEof => io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{peer} closed the connection before replying in full"),
             ),
-            (kind, _) => io::Error::new(kind, format!("{peer}: {}", reason(&error))),
+            kind => io::Error::new(kind, format!("{peer}: {}", reason(&error))),
         }
+    }
+}
+
+/// What a client needs of a connected stream socket.
+trait ByteStream: Read + Write + fmt::Debug + Send + Sync {
+    /// Tells the server there is no more to send.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl ByteStream for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl ByteStream for UnixStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
     }
 }
 
@@ -140,18 +167,121 @@ enum Step {
 /// under what loopback and most networks buffer in flight.
 const SEND_CHUNK: usize = 64 * 1024;
 
-/// A connected, configured stream to `peer`.
-fn connect_one(peer: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// Writes `message` to `stream` a chunk at a time, reading each chunk's
+/// echo back before writing the next; the error says which step failed.
+fn exchange_bytes(
+    stream: &mut dyn ByteStream,
+    message: &[u8],
+) -> Result<Vec<u8>, (io::Error, Step)> {
+    let mut reply = vec![0; message.len()];
+    for (chunk, echo) in message.chunks(SEND_CHUNK).zip(reply.chunks_mut(SEND_CHUNK)) {
+        stream
+            .write_all(chunk)
+            .map_err(|error| (error, Step::Send))?;
+        stream
+            .read_exact(echo)
+            .map_err(|error| (error, Step::Reply))?;
+    }
+    Ok(reply)
+}
+
+/// The first of the addresses `addr` resolves to that `connect_one`
+/// connects to, with that address; else the last address's error.
+fn connect_any<A: ToSocketAddrs, T>(
+    addr: A,
+    mut connect_one: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<(T, SocketAddr)> {
+    let mut last_error = None;
+    for peer in addr.to_socket_addrs()? {
+        match connect_one(peer) {
+            Ok(connected) => return Ok((connected, peer)),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")))
+}
+
+/// A connected, configured TCP stream to `peer`.
+fn connect_tcp(peer: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let configured = TcpStream::connect_timeout(&peer, timeout).and_then(|stream| {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(stream)
     });
-    configured.map_err(|error| {
-        io::Error::new(
-            error.kind(),
-            format!("cannot connect to {peer}: {}", reason(&error)),
-        )
-    })
+    configured.map_err(|error| cannot_connect(&peer.to_string(), &error))
+}
+
+/// A connected Unix stream socket to `path` (`@NAME`: the abstract name
+/// `NAME`), with both timeouts set.
+fn connect_unix_stream(path: &str, timeout: Duration) -> io::Result<UnixStream> {
+    let address = unix_address(path)?;
+    // Made by hand rather than by `UnixStream::connect`, so that the
+    // timeouts are set before connecting: Linux bounds a connect that waits
+    // on a full backlog by the send timeout. std's setters check them.
+    let stream = UnixStream::from(Socket::new(Domain::UNIX, Type::STREAM, None)?);
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    SockRef::from(&stream).connect(&address)?;
+    Ok(stream)
+}
+
+/// The address of the Unix socket `path`; `@NAME` is the abstract name
+/// `NAME`.
+fn unix_address(path: &str) -> io::Result<SockAddr> {
+    match path.strip_prefix('@') {
+        // An address whose path starts with a NUL byte is abstract (unix(7)).
+        Some(name) => SockAddr::unix(format!("\0{name}")),
+        None => SockAddr::unix(path),
+    }
+}
+
+/// The error of a failed connection to `peer`, naming it. A Unix connect
+/// that waited out its send timeout fails with EAGAIN: that is a timeout.
+fn cannot_connect(peer: &str, error: &io::Error) -> io::Error {
+    let (kind, why) = match error.kind() {
+        io::ErrorKind::WouldBlock => (io::ErrorKind::TimedOut, "connection timed out".to_owned()),
+        kind => (kind, reason(error)),
+    };
+    io::Error::new(kind, format!("cannot connect to {peer}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn an_at_sign_makes_an_abstract_unix_address() {
+        let named = unix_address("@echo").expect("a short name");
+        assert_eq!(named.as_abstract_namespace(), Some(&b"echo"[..]));
+        let path = unix_address("/run/echo.sock").expect("a short path");
+        assert_eq!(path.as_abstract_namespace(), None);
+        assert_eq!(path.as_pathname(), Some(Path::new("/run/echo.sock")));
+    }
+
+    #[test]
+    fn a_connect_error_names_the_peer_and_a_unix_connect_waited_out_is_timed_out() {
+        let cases = [
+            (
+                libc::EAGAIN,
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            ),
+            (
+                libc::ENOENT,
+                io::ErrorKind::NotFound,
+                "no such file or directory",
+            ),
+        ];
+        for (errno, kind, why) in cases {
+            let error = cannot_connect("unix:/x", &io::Error::from_raw_os_error(errno));
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(
+                error.to_string(),
+                format!("cannot connect to unix:/x: {why}")
+            );
+        }
+    }
 }

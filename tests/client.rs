@@ -1,13 +1,20 @@
 //! The client side: the library's `Client`, and the `echo-client` binary
-//! against a real server and against servers that misbehave.
+//! against a real server and against servers that misbehave, over TCP and
+//! Unix stream sockets.
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{self as unix, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
 use echo_server::Client;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 /// How long the client tests let a client wait for a reply that will not
 /// come: short, so that a test of a timeout takes a fraction of a second.
@@ -18,12 +25,64 @@ fn run_client(args: &[&str], input: &[u8]) -> common::Finished {
     common::run_bounded(common::echo_client().args(args), input)
 }
 
+/// A path for one test's Unix socket in the temporary directory, unique to
+/// the test and this process; the file is removed on drop.
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    /// The path for the test `name`; nothing is created yet.
+    fn new(name: &str) -> SocketFile {
+        let file = format!("echo-client-{}-{name}.sock", std::process::id());
+        SocketFile(std::env::temp_dir().join(file))
+    }
+
+    /// The path as `Client::connect_unix` and `--unix` take it.
+    fn as_str(&self) -> &str {
+        self.0
+            .to_str()
+            .expect("the temporary directory has a UTF-8 path")
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A Linux abstract socket name (`@…`) for the test `name`, unique to the
+/// test and this process.
+fn abstract_name(name: &str) -> String {
+    format!("@echo-client-{}-{name}", std::process::id())
+}
+
+/// Echoes every client of `listener` on a thread of its own: every byte
+/// back, then EOF after the client's. The accept thread is left behind when
+/// the test ends; a client's thread ends when its client closes or its
+/// socket times out.
+fn serve_unix_echo(listener: UnixListener) {
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || echo_unix(&stream));
+        }
+    });
+}
+
+/// Echoes `stream` until its EOF, then closes the write side.
+fn echo_unix(stream: &UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(common::IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(common::IO_TIMEOUT))?;
+    io::copy(&mut &*stream, &mut &*stream)?;
+    stream.shutdown(Shutdown::Write)
+}
+
 #[test]
 fn client_send_returns_exactly_the_bytes_sent_for_a_message_larger_than_one_read() {
     let server = TestServer::start();
     let message = common::random_bytes(256 * 1024);
     let mut client = Client::connect(server.addr, common::IO_TIMEOUT).expect("connect");
-    assert_eq!(client.peer_addr(), server.addr);
+    assert_eq!(client.peer(), server.addr.to_string());
 
     let reply = client.send(&message).expect("send");
 
@@ -221,4 +280,74 @@ fn echo_client_exits_1_when_no_reply_comes_within_the_timeout() {
     assert!(finished.stderr.contains("no reply"), "{finished}");
     assert!(finished.stderr.contains(&addr.to_string()), "{finished}");
     assert_eq!(finished.stdout, "", "{finished}");
+}
+
+#[test]
+fn client_over_unix_returns_a_mebibyte_exactly_and_closes() {
+    let file = SocketFile::new("mebibyte");
+    serve_unix_echo(UnixListener::bind(&file.0).expect("bind a Unix socket"));
+    let message = common::random_bytes(1024 * 1024);
+    let mut client = Client::connect_unix(file.as_str(), common::IO_TIMEOUT).expect("connect");
+    assert_eq!(client.peer(), format!("unix:{}", file.as_str()));
+
+    let reply = client.send(&message).expect("send 1 MiB");
+
+    assert!(reply == message, "the reply differs from the message");
+    client.close().expect("close");
+}
+
+#[test]
+fn client_over_an_abstract_unix_name_echoes_and_closes() {
+    let name = abstract_name("abstract");
+    let address = unix::SocketAddr::from_abstract_name(&name[1..]).expect("a short name");
+    serve_unix_echo(UnixListener::bind_addr(&address).expect("bind an abstract socket"));
+    let mut client = Client::connect_unix(&name, common::IO_TIMEOUT).expect("connect");
+    assert_eq!(client.peer(), format!("unix:{name}"));
+
+    assert_eq!(
+        client.send(b"Hello, server").expect("send"),
+        b"Hello, server"
+    );
+    client.close().expect("close");
+}
+
+#[test]
+fn client_connect_unix_to_a_missing_path_fails_naming_it() {
+    let file = SocketFile::new("missing");
+
+    let error = Client::connect_unix(file.as_str(), common::IO_TIMEOUT).expect_err("no socket");
+
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot connect to unix:{}: no such file or directory",
+            file.as_str()
+        )
+    );
+}
+
+#[test]
+fn client_connect_unix_times_out_while_the_backlog_is_full() {
+    // A backlog of 0 holds one connection nobody accepts; Linux makes the
+    // next connect wait for room.
+    let file = SocketFile::new("full-backlog");
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener
+        .bind(&SockAddr::unix(&file.0).unwrap())
+        .expect("bind a Unix socket");
+    listener.listen(0).unwrap();
+    let queued = UnixStream::connect(&file.0).expect("the one connection the backlog holds");
+    queued.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let path = file.as_str().to_owned();
+
+    let connected = common::within(common::IO_TIMEOUT, move || {
+        Client::connect_unix(&path, SHORT_TIMEOUT).map(drop)
+    });
+
+    let error = connected
+        .expect("connect_unix returns within its timeout")
+        .expect_err("no room in the backlog");
+    assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+    assert!(error.to_string().contains(file.as_str()), "{error}");
 }

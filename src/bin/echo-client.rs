@@ -104,7 +104,7 @@ fn check_echo(client: &mut Client, message: &[u8]) -> io::Result<()> {
             io::ErrorKind::InvalidData,
             format!(
                 "reply from {} differs from what was sent: sent {:?}, got {:?}",
-                client.peer_addr(),
+                client.peer(),
                 message.escape_ascii().to_string(),
                 reply.escape_ascii().to_string()
             ),
