@@ -1,9 +1,9 @@
 //! The client of the original tutorial: connect, send a message and wait for
-//! its echo, close; over TCP or a Unix stream socket.
+//! its echo, close; over TCP, a Unix stream socket or UDP.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -11,23 +11,28 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::errors::reason;
 
-/// A connection to an echo server: TCP or a Unix stream socket.
+/// A connection to an echo server: TCP, a Unix stream socket, or UDP.
 ///
 /// TCP and Unix sockets have no message boundaries: [`send`](Client::send)
 /// writes the whole message, then reads until exactly as many bytes have
-/// come back, however the network split them.
+/// come back, however the network split them. UDP has them: a message is
+/// one datagram, its reply the one datagram that comes back.
 #[derive(Debug)]
 pub struct Client {
-    /// The connection.
-    stream: Box<dyn ByteStream>,
+    /// The socket, and how messages travel on it.
+    transport: Transport,
     /// The server as messages name it: `127.0.0.1:8000`,
-    /// `unix:/run/echo.sock`.
+    /// `unix:/run/echo.sock`, `udp:127.0.0.1:8000`.
     peer: String,
     /// How long to wait for a reply or for the connection to close.
     timeout: Duration,
 }
 
 impl Client {
+    /// The largest message [`send`](Client::send) takes over UDP: what one
+    /// IPv4 datagram carries (65,535 bytes less the IP and UDP headers).
+    pub const MAX_DATAGRAM: usize = 65_507;
+
     /// Connects over TCP to the first address of `addr` that answers, trying
     /// each one it resolves to for at most `timeout`; replies are waited for
     /// as long.
@@ -40,7 +45,7 @@ impl Client {
     pub fn connect<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<Client> {
         let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
         Ok(Client {
-            stream: Box::new(stream),
+            transport: Transport::Stream(Box::new(stream)),
             peer: peer.to_string(),
             timeout,
         })
@@ -60,45 +65,74 @@ impl Client {
         let stream =
             connect_unix_stream(path, timeout).map_err(|error| cannot_connect(&peer, &error))?;
         Ok(Client {
-            stream: Box::new(stream),
+            transport: Transport::Stream(Box::new(stream)),
             peer,
             timeout,
         })
     }
 
+    /// Sets up UDP to the first address of `addr` that a datagram can be
+    /// sent to; replies are waited for at most `timeout`. UDP has no
+    /// handshake: nothing is sent until [`send`](Client::send), so a server
+    /// that is not there shows only then.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `addr` cannot be resolved or no UDP socket can be set up for
+    /// any of its addresses (no IPv6 here, say); the error names the last
+    /// address tried and the reason (`cannot connect to udp:[::1]:8000: …`).
+    pub fn connect_udp<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<Client> {
+        let (socket, peer) = connect_any(addr, |peer| connect_udp_socket(peer, timeout))?;
+        Ok(Client {
+            transport: Transport::Datagram(socket),
+            peer: format!("udp:{peer}"),
+            timeout,
+        })
+    }
+
     /// The server as messages name it: `127.0.0.1:8000` over TCP,
-    /// `unix:/run/echo.sock` or `unix:@NAME` over a Unix socket.
+    /// `unix:/run/echo.sock` or `unix:@NAME` over a Unix socket,
+    /// `udp:127.0.0.1:8000` over UDP.
     pub fn peer(&self) -> &str {
         &self.peer
     }
 
-    /// Sends `message` and returns the reply: exactly as many bytes as were
-    /// sent. An echo server returns them unchanged; comparing is the
-    /// caller's choice.
+    /// Sends `message` and returns the reply. An echo server returns it
+    /// unchanged; comparing is the caller's choice.
     ///
-    /// A long message goes out in chunks, each read back before the next is
-    /// written, so that neither side blocks on full socket buffers.
+    /// Over TCP and Unix sockets the reply is exactly as many bytes as were
+    /// sent; a long message goes out in chunks, each read back before the
+    /// next is written, so that neither side blocks on full socket buffers.
+    /// Over UDP the message is one datagram and the reply is the datagram
+    /// that comes back, whatever its length.
     ///
     /// # Errors
     ///
-    /// Fails with [`io::ErrorKind::TimedOut`] if a chunk cannot be sent or
-    /// its reply does not come within the timeout,
-    /// [`io::ErrorKind::UnexpectedEof`] if the server closes first, or with
-    /// the error of the connection.
+    /// Fails with [`io::ErrorKind::TimedOut`] if the message cannot be sent
+    /// or its reply does not come within the timeout,
+    /// [`io::ErrorKind::UnexpectedEof`] if a stream server closes first,
+    /// [`io::ErrorKind::InvalidInput`] if a UDP message is longer than
+    /// [`Client::MAX_DATAGRAM`], or with the error of the socket.
     pub fn send(&mut self, message: &[u8]) -> io::Result<Vec<u8>> {
-        exchange_bytes(self.stream.as_mut(), message)
-            .map_err(|(error, step)| self.describe(error, step))
+        let exchanged = match &mut self.transport {
+            Transport::Stream(stream) => exchange_bytes(stream.as_mut(), message),
+            Transport::Datagram(socket) => exchange_datagram(socket, message),
+        };
+        exchanged.map_err(|(error, step)| self.describe(error, step))
     }
 
-    /// Closes the connection cleanly: tells the server there is no more to
-    /// send and waits for it to close its side.
+    /// Closes the connection cleanly: tells a stream server there is no more
+    /// to send and waits for it to close its side. Over UDP there is no
+    /// connection, and nothing to do.
     ///
     /// # Errors
     ///
     /// Fails if the server sends bytes nobody asked for, or does not close
     /// within the timeout.
     pub fn close(mut self) -> io::Result<()> {
-        let stream = &mut self.stream;
+        let Transport::Stream(stream) = &mut self.transport else {
+            return Ok(());
+        };
         let extra = stream
             .shutdown_write()
             .and_then(|()| stream.read(&mut [0; 1]));
@@ -134,6 +168,15 @@ impl Client {
     }
 }
 
+/// The socket under a [`Client`], by how messages travel on it.
+#[derive(Debug)]
+enum Transport {
+    /// TCP or a Unix stream socket: bytes with no message boundaries.
+    Stream(Box<dyn ByteStream>),
+    /// UDP, connected to the server: one datagram each way.
+    Datagram(UdpSocket),
+}
+
 /// What a client needs of a connected stream socket.
 trait ByteStream: Read + Write + fmt::Debug + Send + Sync {
     /// Tells the server there is no more to send.
@@ -167,6 +210,9 @@ enum Step {
 /// under what loopback and most networks buffer in flight.
 const SEND_CHUNK: usize = 64 * 1024;
 
+/// Room for any UDP datagram, over IPv4 or IPv6, so that none is cut short.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
 /// Writes `message` to `stream` a chunk at a time, reading each chunk's
 /// echo back before writing the next; the error says which step failed.
 fn exchange_bytes(
@@ -182,6 +228,29 @@ fn exchange_bytes(
             .read_exact(echo)
             .map_err(|error| (error, Step::Reply))?;
     }
+    Ok(reply)
+}
+
+/// Sends `message` as one datagram and returns the next datagram that
+/// comes back; the error says which step failed.
+fn exchange_datagram(socket: &UdpSocket, message: &[u8]) -> Result<Vec<u8>, (io::Error, Step)> {
+    if message.len() > Client::MAX_DATAGRAM {
+        let error = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message of {} bytes does not fit in one UDP datagram ({} bytes at most)",
+                message.len(),
+                Client::MAX_DATAGRAM
+            ),
+        );
+        return Err((error, Step::Send));
+    }
+    socket.send(message).map_err(|error| (error, Step::Send))?;
+    let mut reply = vec![0; RECEIVE_BUFFER];
+    let received = socket
+        .recv(&mut reply)
+        .map_err(|error| (error, Step::Reply))?;
+    reply.truncate(received);
     Ok(reply)
 }
 
@@ -235,6 +304,22 @@ fn unix_address(path: &str) -> io::Result<SockAddr> {
         Some(name) => SockAddr::unix(format!("\0{name}")),
         None => SockAddr::unix(path),
     }
+}
+
+/// A UDP socket on an ephemeral port, connected to `peer` so that only its
+/// datagrams are received, with both timeouts set.
+fn connect_udp_socket(peer: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
+    let any = match peer {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let configured = UdpSocket::bind(any).and_then(|socket| {
+        socket.connect(peer)?;
+        socket.set_read_timeout(Some(timeout))?;
+        socket.set_write_timeout(Some(timeout))?;
+        Ok(socket)
+    });
+    configured.map_err(|error| cannot_connect(&format!("udp:{peer}"), &error))
 }
 
 /// The error of a failed connection to `peer`, naming it. A Unix connect

@@ -1,14 +1,15 @@
 //! The client side: the library's `Client`, and the `echo-client` binary
-//! against a real server and against servers that misbehave, over TCP and
-//! Unix stream sockets.
+//! against a real server and against servers that misbehave, over TCP, Unix
+//! stream sockets and UDP.
 
 mod common;
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::Shutdown;
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, UdpSocket};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,39 @@ fn echo_unix(stream: &UnixStream) -> io::Result<()> {
     stream.set_write_timeout(Some(common::IO_TIMEOUT))?;
     io::copy(&mut &*stream, &mut &*stream)?;
     stream.shutdown(Shutdown::Write)
+}
+
+/// A UDP socket on a free port of 127.0.0.1 with read and write timeouts.
+/// Kept and never read, it is a server that does not answer.
+fn udp_socket() -> UdpSocket {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP socket");
+    socket.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    socket.set_write_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    socket
+}
+
+/// A UDP echo server on 127.0.0.1: each datagram goes back whole to its
+/// source, after it has been passed to the returned channel. Its thread
+/// ends after `IO_TIMEOUT` without a datagram.
+fn udp_echo_server() -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    let socket = udp_socket();
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    let (sender, received) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok((length, source)) = socket.recv_from(&mut buffer) {
+            let _ = sender.send(buffer[..length].to_vec());
+            if socket.send_to(&buffer[..length], source).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, received)
+}
+
+/// Every datagram `server` has passed on so far.
+fn datagrams(server: &mpsc::Receiver<Vec<u8>>) -> Vec<Vec<u8>> {
+    server.try_iter().collect()
 }
 
 #[test]
@@ -350,4 +384,62 @@ fn client_connect_unix_times_out_while_the_backlog_is_full() {
         .expect_err("no room in the backlog");
     assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
     assert!(error.to_string().contains(file.as_str()), "{error}");
+}
+
+#[test]
+fn client_over_udp_returns_one_byte_an_empty_datagram_and_the_largest_each_as_one_datagram() {
+    let (addr, server) = udp_echo_server();
+    let mut client = Client::connect_udp(addr, common::IO_TIMEOUT).expect("set up UDP");
+    assert_eq!(client.peer(), format!("udp:{addr}"));
+    let largest = common::random_bytes(Client::MAX_DATAGRAM);
+    let messages = [b"x".to_vec(), Vec::new(), largest];
+
+    for message in &messages {
+        let reply = client.send(message).expect("send a datagram");
+        assert!(
+            reply == *message,
+            "the echo of {} bytes differs",
+            message.len()
+        );
+    }
+
+    assert!(datagrams(&server) == messages, "not one datagram a message");
+    client.close().expect("close does nothing over UDP");
+}
+
+#[test]
+fn client_over_udp_refuses_a_message_longer_than_a_datagram() {
+    let silent = udp_socket();
+    let addr = silent.local_addr().unwrap();
+    let mut client = Client::connect_udp(addr, common::IO_TIMEOUT).expect("set up UDP");
+
+    let error = client
+        .send(&vec![0; Client::MAX_DATAGRAM + 1])
+        .expect_err("too long for a datagram");
+
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert!(error.to_string().contains("65508 bytes"), "{error}");
+}
+
+#[test]
+fn client_over_udp_to_a_silent_socket_times_out() {
+    let silent = udp_socket();
+    let addr = silent.local_addr().unwrap();
+    let mut client = Client::connect_udp(addr, SHORT_TIMEOUT).expect("set up UDP");
+
+    // On a thread of its own: a client without the timeout waits for ever.
+    let sent = common::within(common::IO_TIMEOUT, move || {
+        let started = Instant::now();
+        (client.send(b"anyone there?"), started.elapsed())
+    });
+
+    let (result, elapsed) = sent.expect("send returns within the timeout");
+    let error = result.expect_err("no reply");
+    assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!("no reply from udp:{addr} within 300ms")
+    );
+    // A lower bound only, as in client_send_to_a_silent_server_times_out.
+    assert!(elapsed >= SHORT_TIMEOUT / 2, "{elapsed:?}");
 }
