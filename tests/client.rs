@@ -26,6 +26,24 @@ fn run_client(args: &[&str], input: &[u8]) -> common::Finished {
     common::run_bounded(common::echo_client().args(args), input)
 }
 
+/// Runs `echo-client --host IP --port PORT ARGS` for the server at `addr`,
+/// with `input` on its standard input.
+fn run_client_to(addr: SocketAddr, args: &[&str], input: &[u8]) -> common::Finished {
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let mut command = common::echo_client();
+    command.args(["--host", &host, "--port", &port]).args(args);
+    common::run_bounded(&mut command, input)
+}
+
+/// Asserts that `finished` printed `reply` as the server's reply `times`
+/// times, nothing on standard error, and exited 0.
+fn assert_replied(finished: &common::Finished, reply: &str, times: usize) {
+    assert_eq!(finished.code, Some(0), "{finished}");
+    let line = format!("Got reply from server: {reply}\n");
+    assert_eq!(finished.stdout, line.repeat(times), "{finished}");
+    assert_eq!(finished.stderr, "", "{finished}");
+}
+
 /// A path for one test's Unix socket in the temporary directory, unique to
 /// the test and this process; the file is removed on drop.
 struct SocketFile(PathBuf);
@@ -222,13 +240,7 @@ fn echo_client_prints_each_reply_and_exits_0() {
         b"",
     );
 
-    assert_eq!(finished.code, Some(0), "{finished}");
-    assert_eq!(
-        finished.stdout,
-        "Got reply from server: Hello, server\n".repeat(3),
-        "{finished}"
-    );
-    assert_eq!(finished.stderr, "", "{finished}");
+    assert_replied(&finished, "Hello, server", 3);
     let stats = server.stop();
     assert_eq!((stats.accepted, stats.bytes_echoed), (1, 3 * 13));
 }
@@ -442,4 +454,100 @@ fn client_over_udp_to_a_silent_socket_times_out() {
     );
     // A lower bound only, as in client_send_to_a_silent_server_times_out.
     assert!(elapsed >= SHORT_TIMEOUT / 2, "{elapsed:?}");
+}
+
+#[test]
+fn echo_client_over_unix_prints_each_reply_and_exits_0() {
+    let file = SocketFile::new("binary");
+    serve_unix_echo(UnixListener::bind(&file.0).expect("bind a Unix socket"));
+
+    let finished = run_client(&["--unix", file.as_str(), "-n", "2", "Hello, server"], b"");
+
+    assert_replied(&finished, "Hello, server", 2);
+}
+
+#[test]
+fn echo_client_exits_1_naming_a_unix_socket_that_is_not_there() {
+    let file = SocketFile::new("binary-missing");
+
+    let finished = run_client(&["--unix", file.as_str(), "hello"], b"");
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: cannot connect to unix:{}: no such file or directory\n",
+            file.as_str()
+        ),
+        "{finished}"
+    );
+}
+
+#[test]
+fn echo_client_with_unix_and_port_is_a_usage_error() {
+    let file = SocketFile::new("binary-conflict");
+
+    let finished = run_client(&["--unix", file.as_str(), "--port", "8000", "hello"], b"");
+
+    assert_eq!(finished.code, Some(2), "{finished}");
+    assert!(
+        finished.stderr.contains("cannot be used with"),
+        "{finished}"
+    );
+    assert_eq!(finished.stdout, "", "{finished}");
+}
+
+#[test]
+fn echo_client_over_udp_prints_each_reply_and_exits_0() {
+    let (addr, server) = udp_echo_server();
+
+    let finished = run_client_to(addr, &["--udp", "-n", "2", "hello"], b"");
+
+    assert_replied(&finished, "hello", 2);
+    assert_eq!(datagrams(&server), [b"hello", b"hello"]);
+}
+
+#[test]
+fn echo_client_over_udp_sends_each_line_of_stdin_as_one_datagram() {
+    let (addr, server) = udp_echo_server();
+
+    let finished = run_client_to(addr, &["--udp"], b"first line\nsecond line\n");
+
+    assert_eq!(finished.code, Some(0), "{finished}");
+    assert_eq!(
+        finished.stdout, "Got reply from server: first line\nGot reply from server: second line\n",
+        "{finished}"
+    );
+    assert_eq!(
+        datagrams(&server),
+        [b"first line\n".to_vec(), b"second line\n".to_vec()]
+    );
+}
+
+#[test]
+fn echo_client_over_udp_exits_1_when_no_reply_comes_within_the_timeout() {
+    let silent = udp_socket();
+    let addr = silent.local_addr().unwrap();
+
+    let finished = run_client_to(addr, &["--udp", "--timeout", "300ms", "hello"], b"");
+
+    assert_eq!(finished.code, Some(1), "{finished}");
+    assert_eq!(
+        finished.stderr,
+        format!("error: no reply from udp:{addr} within 300ms\n"),
+        "{finished}"
+    );
+    assert_eq!(finished.stdout, "", "{finished}");
+}
+
+#[test]
+fn echo_client_over_udp_with_a_message_longer_than_a_datagram_is_a_usage_error() {
+    let silent = udp_socket();
+    let too_long = "x".repeat(Client::MAX_DATAGRAM + 1);
+
+    let finished = run_client_to(silent.local_addr().unwrap(), &["--udp", &too_long], b"");
+
+    assert_eq!(finished.code, Some(2), "{finished}");
+    assert!(finished.stderr.contains("65508 bytes"), "{finished}");
+    assert_eq!(finished.stdout, "", "{finished}");
 }
