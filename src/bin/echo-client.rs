@@ -1,13 +1,15 @@
 //! `echo-client`: the original tutorial's client and test script as a tool.
 //!
 //! With messages, sends each one `--count` times and checks every reply;
-//! without, sends each line of standard input and prints its reply.
+//! without, sends each line of standard input and prints its reply. Over
+//! TCP, a Unix stream socket (`--unix`) or UDP (`--udp`).
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use echo_server::Client;
 
 /// Sends messages to an echo server and checks that each comes back
@@ -28,6 +30,15 @@ struct Cli {
     #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT)]
     port: u16,
 
+    /// Connect to this Unix stream socket instead of --host and --port
+    /// (@NAME: a Linux abstract socket name)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port", "udp"])]
+    unix: Option<String>,
+
+    /// Send each message as one UDP datagram, and expect one back
+    #[arg(long)]
+    udp: bool,
+
     /// Send each message N times
     #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
     count: u64,
@@ -43,6 +54,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = check_datagrams(&cli) {
+        error.exit();
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output has gone: nothing is wrong with the echo.
@@ -54,16 +68,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// A usage error if `--udp` is to send a message that no datagram holds.
+fn check_datagrams(cli: &Cli) -> Result<(), clap::Error> {
+    let longest = cli.messages.iter().map(String::len).max();
+    match longest {
+        Some(length) if cli.udp && length > Client::MAX_DATAGRAM => Err(Cli::command().error(
+            ErrorKind::ValueValidation,
+            format!(
+                "a message of {length} bytes does not fit in one UDP datagram ({} bytes at most)",
+                Client::MAX_DATAGRAM
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Connects, sends everything asked for, checks each reply, closes.
 fn run(cli: &Cli) -> io::Result<()> {
-    let addrs = echo_server::resolve(&cli.host, cli.port)?;
-    let mut client = Client::connect(&addrs[..], cli.timeout)?;
+    let mut client = connect(cli)?;
     if cli.messages.is_empty() {
         send_lines(&mut client, io::stdin().lock())?;
     } else {
         send_messages(&mut client, cli)?;
     }
     client.close()
+}
+
+/// A client over the transport `cli` asks for.
+fn connect(cli: &Cli) -> io::Result<Client> {
+    if let Some(path) = &cli.unix {
+        return Client::connect_unix(path, cli.timeout);
+    }
+    let addrs = echo_server::resolve(&cli.host, cli.port)?;
+    if cli.udp {
+        Client::connect_udp(&addrs[..], cli.timeout)
+    } else {
+        Client::connect(&addrs[..], cli.timeout)
+    }
 }
 
 /// The tutorial's test script: every message, `count` times, `interval`
@@ -104,7 +145,7 @@ fn check_echo(client: &mut Client, message: &[u8]) -> io::Result<()> {
             io::ErrorKind::InvalidData,
             format!(
                 "reply from {} differs from what was sent: sent {:?}, got {:?}",
-                client.peer_addr(),
+                client.peer(),
                 message.escape_ascii().to_string(),
                 reply.escape_ascii().to_string()
             ),
@@ -116,10 +157,36 @@ fn check_echo(client: &mut Client, message: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn unix_conflicts_with_host_port_and_udp() {
+        for other in [["--host", "localhost"], ["--port", "8000"], ["--udp", "hi"]] {
+            let args = ["echo-client", "--unix", "/tmp/echo.sock"]
+                .into_iter()
+                .chain(other);
+            let error = Cli::try_parse_from(args).expect_err("a conflict");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_udp_message_longer_than_a_datagram_is_a_usage_error() {
+        let fits = "x".repeat(Client::MAX_DATAGRAM);
+        let too_long = "x".repeat(Client::MAX_DATAGRAM + 1);
+        let check = |args: &[&str]| check_datagrams(&Cli::parse_from(args));
+
+        assert!(check(&["echo-client", "--udp", &fits]).is_ok());
+        assert!(
+            check(&["echo-client", &too_long]).is_ok(),
+            "TCP has no limit"
+        );
+        let error = check(&["echo-client", "--udp", "hi", &too_long]).expect_err("too long");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("65508 bytes"), "{error}");
     }
 }
