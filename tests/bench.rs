@@ -1,10 +1,15 @@
 //! `echo-bench` against the in-process server and against test servers that
-//! misbehave: corrupting replies, echoing in pieces, stalling, or absent.
+//! misbehave: corrupting replies, echoing in pieces, stalling, or absent;
+//! over Unix sockets against small echo servers written here.
 
 mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::thread;
 use std::time::Duration;
 
 use common::{Finished, TestServer};
@@ -66,6 +71,70 @@ fn piecewise(mut stream: TcpStream) -> io::Result<()> {
             stream.write_all(piece)?;
             stream.flush()?;
         }
+    }
+}
+
+/// Echoes one Unix client until it closes.
+fn echo_unix(stream: UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(common::IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(common::IO_TIMEOUT))?;
+    io::copy(&mut &stream, &mut &stream).map(drop)
+}
+
+/// Serves every client of `listener` with [`echo_unix`] on a thread of its
+/// own, until no client has come for [`common::IO_TIMEOUT`].
+fn serve_unix(listener: UnixListener) {
+    // On Linux the read timeout bounds accept() too.
+    socket2::SockRef::from(&listener)
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .expect("a listener takes a timeout");
+    thread::spawn(move || {
+        while let Ok((stream, _)) = listener.accept() {
+            thread::spawn(move || echo_unix(stream));
+        }
+    });
+}
+
+/// A Unix echo server at a socket file in the temporary directory, named
+/// after this process and `name`; the file is removed on drop.
+struct UnixEchoServer {
+    /// Where the socket file is.
+    path: PathBuf,
+}
+
+impl UnixEchoServer {
+    /// Binds the socket file and starts serving.
+    fn start(name: &str) -> UnixEchoServer {
+        let path = std::env::temp_dir().join(format!("echo-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .unwrap_or_else(|error| panic!("bind {}: {error}", path.display()));
+        serve_unix(listener);
+        UnixEchoServer { path }
+    }
+
+    /// The path, as `--unix` takes it.
+    fn arg(&self) -> &str {
+        self.path
+            .to_str()
+            .expect("the temporary directory is UTF-8")
+    }
+}
+
+impl Drop for UnixEchoServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Asserts that `run` exited 0 having verified messages, with no connect
+/// error, error or mismatch.
+fn assert_clean_json(run: &Finished) {
+    assert_eq!(run.code, Some(0), "{run}");
+    let json = report(run);
+    assert!(count(&json, "messages") > 0, "{run}");
+    for key in ["connect_errors", "errors", "mismatches"] {
+        assert_eq!(count(&json, key), 0, "{key}\n{run}");
     }
 }
 
@@ -216,6 +285,42 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, Some(2), "{run}");
         assert!(run.stdout.is_empty(), "{run}");
     }
+}
+
+#[test]
+fn over_a_unix_socket_file_messages_come_back_without_errors() {
+    let server = UnixEchoServer::start("file");
+    let run = bench(&["--unix", server.arg(), "-c", "3", "-d", "1s", "--json"]);
+    assert_clean_json(&run);
+    assert_eq!(count(&report(&run), "connections"), 3, "{run}");
+}
+
+#[test]
+fn over_a_unix_abstract_name_the_report_names_it_and_messages_come_back() {
+    let name = format!("echo-bench-test-{}", std::process::id());
+    let addr = UnixAddr::from_abstract_name(&name).expect("a valid abstract name");
+    serve_unix(UnixListener::bind_addr(&addr).expect("the name is free"));
+    let at_name = format!("@{name}");
+    let run = bench(&["--unix", &at_name, "-c", "2", "-d", "1s"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    for label in [
+        format!("Target:       unix:@{name}\n"),
+        "2 opened, 0 failed".to_owned(),
+        "Errors:       0".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
+    }
+}
+
+#[test]
+fn a_unix_path_with_nothing_there_is_an_error_naming_it() {
+    let path = std::env::temp_dir().join(format!("echo-bench-{}-none", std::process::id()));
+    let path = path.to_str().expect("the temporary directory is UTF-8");
+    let run = bench(&["--unix", path, "-c", "2", "-d", "1s"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_no_panic(&run);
+    let expected = format!("error: cannot connect to unix:{path}: no such file or directory");
+    assert!(run.stderr.contains(&expected), "{run}");
 }
 
 #[test]

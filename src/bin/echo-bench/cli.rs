@@ -1,16 +1,20 @@
 //! The command line: every flag, its help text and how its value is
 //! checked.
 
+use std::os::unix::net::SocketAddr as UnixAddr;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::target;
 
 /// Largest message accepted: every connection holds a little more than one
 /// message, so the size bounds the generator's memory.
 const MAX_SIZE: u32 = 64 * 1024 * 1024;
 
-/// Opens many connections to an echo server, sends random messages on each,
-/// checks every reply byte for byte, and reports throughput and latency.
+/// Opens many connections to an echo server (TCP or a Unix socket), sends
+/// random messages on each, checks every reply byte for byte, and reports
+/// throughput and latency.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Cli {
@@ -21,6 +25,16 @@ pub struct Cli {
     /// Server port
     #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT)]
     pub port: u16,
+
+    /// Connect to the Unix stream socket at PATH instead of --host and
+    /// --port (@NAME: a Linux abstract name)
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["host", "port"],
+        value_parser = unix_address
+    )]
+    pub unix: Option<UnixAddr>,
 
     /// Concurrent clients
     #[arg(
@@ -56,6 +70,11 @@ pub struct Cli {
     pub json: bool,
 }
 
+/// A Unix socket address: a path, or `@NAME`.
+fn unix_address(text: &str) -> Result<UnixAddr, String> {
+    target::unix_address(text).map_err(|error| echo_server::reason(&error))
+}
+
 /// Longest duration or interval accepted: more is surely a typo, and the
 /// clock arithmetic of the run stays far from overflowing.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -85,6 +104,7 @@ fn interval(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use clap::error::ErrorKind;
 
     #[test]
     fn verify_cli() {
@@ -98,5 +118,25 @@ mod tests {
         assert!(run_time("2years").is_err());
         assert_eq!(run_time("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(interval("0s"), Ok(Duration::ZERO));
+    }
+
+    /// `echo-bench ARGS`, parsed.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("echo-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn unix_goes_instead_of_host_and_port() {
+        let unix = parse(&["--unix", "@echo"]).expect("parses");
+        assert!(unix.unix.is_some());
+        for args in [
+            &["--unix", "/run/echo.sock", "--host", "localhost"][..],
+            &["--unix", "/run/echo.sock", "--port", "8000"],
+        ] {
+            let error = parse(args).expect_err("conflicts");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+        }
+        let error = parse(&["--unix", ""]).expect_err("an empty path");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
     }
 }

@@ -1,11 +1,12 @@
-//! One client connection: a non-blocking connect, then round trips of one
-//! random message each, written and read back as the socket allows.
+//! One client connection, over TCP or a Unix socket: a non-blocking
+//! connect, then round trips of one random message each, written and read
+//! back as the socket allows.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use crate::socket::Socket;
+use crate::target::Target;
 
 /// How many distinct starting points a connection's messages are cut from:
 /// consecutive messages never start at the same one, so a server that
@@ -38,7 +39,7 @@ pub struct Echo {
 #[derive(Debug)]
 pub struct Connection {
     /// The socket, registered with the worker's event loop.
-    stream: TcpStream,
+    socket: Socket,
     /// What the connection is doing.
     phase: Phase,
     /// Random bytes of this connection; each message is the `size` bytes
@@ -63,20 +64,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts a non-blocking connect to `addr`; the caller registers the
-    /// stream and calls [`Connection::finish_connect`] when it is writable.
+    /// Starts a non-blocking connect to `target`; the caller registers the
+    /// socket and calls [`Connection::finish_connect`] when it is writable.
     ///
     /// # Errors
     ///
-    /// Fails if no socket can be created (out of descriptors) or the connect
-    /// fails at once (no route, no local port).
-    pub fn open(addr: SocketAddr, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
-        let stream = TcpStream::connect(addr)?;
+    /// Fails as [`Socket::connect`] does.
+    pub fn open(target: &Target, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
+        let socket = Socket::connect(target)?;
         let mut pattern = vec![0; size + ROTATION];
         rng.fill(&mut pattern);
         let now = Instant::now();
         Ok(Connection {
-            stream,
+            socket,
             phase: Phase::Connecting,
             pattern,
             size,
@@ -90,8 +90,8 @@ impl Connection {
     }
 
     /// The socket, to register with or deregister from the event loop.
-    pub fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
+    pub fn socket(&mut self) -> &mut Socket {
+        &mut self.socket
     }
 
     /// Whether the connect is still under way.
@@ -117,25 +117,11 @@ impl Connection {
     ///
     /// Fails with the reason the connect failed (refused, unreachable).
     pub fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(error) = self.stream.take_error()? {
-            return Err(error);
+        let connected = self.socket.finish_connect()?;
+        if connected {
+            self.phase = Phase::Idle;
         }
-        match self.stream.peer_addr() {
-            Ok(_) => {
-                // Each message waits for its echo: Nagle's
-                // algorithm would only add delay to the latency measured.
-                self.stream.set_nodelay(true)?;
-                self.phase = Phase::Idle;
-                Ok(true)
-            }
-            Err(error)
-                if error.kind() == io::ErrorKind::NotConnected
-                    || error.raw_os_error() == Some(libc::EINPROGRESS) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(error),
-        }
+        Ok(connected)
     }
 
     /// Starts the next message, cut from a new place in the pattern, and
@@ -199,7 +185,7 @@ impl Connection {
     fn write_some(&mut self) -> io::Result<usize> {
         let message = &self.pattern[self.offset..self.offset + self.size];
         while self.written < self.size {
-            match self.stream.write(&message[self.written..]) {
+            match self.socket.write(&message[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(count) => {
                     self.written += count;
@@ -219,7 +205,7 @@ impl Connection {
     fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
         let wanted = (self.size - self.read).min(scratch.len());
         loop {
-            match self.stream.read(&mut scratch[..wanted]) {
+            match self.socket.read(&mut scratch[..wanted]) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -252,6 +238,7 @@ mod tests {
     use super::*;
     use crate::loopback::{self, TIMEOUT};
     use mio::{Events, Interest, Poll, Token};
+    use std::net::SocketAddr;
 
     /// Message size: several pieces of a small scratch buffer, far less
     /// than a socket buffer.
@@ -273,15 +260,21 @@ mod tests {
     }
 
     impl Driven {
-        /// A connection to `addr`, established, that reads replies at most
-        /// `piece` bytes at a time.
+        /// A TCP connection to `addr`, established, that reads replies at
+        /// most `piece` bytes at a time.
         fn connect(addr: SocketAddr, piece: usize) -> Driven {
+            Driven::open(&Target::Tcp(addr), piece)
+        }
+
+        /// A connection to `target`, established, that reads replies at
+        /// most `piece` bytes at a time.
+        fn open(target: &Target, piece: usize) -> Driven {
             let mut rng = fastrand::Rng::with_seed(7);
-            let mut connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+            let mut connection = Connection::open(target, SIZE, &mut rng).expect("connect starts");
             let poll = Poll::new().expect("an event loop can be made");
             poll.registry()
                 .register(
-                    connection.stream(),
+                    connection.socket(),
                     Token(0),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -365,7 +358,8 @@ mod tests {
         // Whether or not the kernel has finished it, the connect counts as
         // under way until `finish_connect` says otherwise.
         let addr = loopback::serve(1, loopback::echo);
-        let connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+        let connection =
+            Connection::open(&Target::Tcp(addr), SIZE, &mut rng).expect("connect starts");
         let since = connection.since;
         assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
         assert!(connection.is_overdue(timeout, since + timeout));
@@ -382,6 +376,16 @@ mod tests {
         assert!(connection.is_overdue(timeout, since + timeout));
         driven.until(Connection::pump).expect("the echo comes back");
         assert!(!driven.connection.is_overdue(timeout, since + 2 * timeout));
+    }
+
+    #[test]
+    fn round_trips_over_a_unix_socket_come_back_intact() {
+        let target = loopback::serve_unix(1, loopback::echo);
+        let mut driven = Driven::open(&target, 7);
+        for _ in 0..3 {
+            let echo = driven.round_trip().expect("the echo server answers");
+            assert!(echo.intact, "{echo:?}");
+        }
     }
 
     #[test]

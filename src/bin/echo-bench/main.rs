@@ -3,7 +3,8 @@
 //! The original tutorial's exercise, "spawn 100 client processes that
 //! periodically send messages to a single server", as a tool: many
 //! connections send random messages, every reply is checked byte for byte,
-//! and the report gives throughput and latency.
+//! and the report gives throughput and latency. The connections are TCP, or
+//! Unix stream sockets (`--unix`).
 //!
 //! A few worker threads (one per CPU) each drive their share of the
 //! connections with a `mio` event loop, so that ten thousand clients cost
@@ -25,6 +26,7 @@ mod loopback;
 mod plan;
 mod progress;
 mod report;
+mod socket;
 mod start;
 mod stats;
 mod target;
@@ -34,6 +36,7 @@ use cli::Cli;
 use plan::Plan;
 use progress::Progress;
 use report::Report;
+use target::Target;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,9 +62,12 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> io::Result<Report> {
     let connections = cli.connections as usize;
     raise_descriptor_limit(connections);
-    let addr = target::resolve(&cli.host, cli.port)?;
+    let target = match &cli.unix {
+        Some(addr) => Target::Unix(addr.clone()),
+        None => Target::Tcp(target::resolve_tcp(&cli.host, cli.port)?),
+    };
     let plan = Plan {
-        addr,
+        target,
         connections,
         size: cli.size as usize,
         duration: cli.duration,

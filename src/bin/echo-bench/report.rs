@@ -64,7 +64,7 @@ impl Report {
             .unwrap_or("unknown");
         Err(io::Error::new(
             io::ErrorKind::NotConnected,
-            format!("cannot connect to {}: {reason}", self.plan.addr),
+            format!("cannot connect to {}: {reason}", self.plan.target),
         ))
     }
 
@@ -145,7 +145,7 @@ impl Report {
             ),
             None => "each sent as soon as the previous echo is back".to_owned(),
         };
-        writeln!(out, "Target:       {}", plan.addr)?;
+        writeln!(out, "Target:       {}", plan.target)?;
         writeln!(
             out,
             "Load:         {} connections, {}-byte messages, {pace}",
@@ -205,12 +205,13 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Target;
     use std::time::Duration;
 
     /// A report of 1,000 round trips of 100 bytes in 2 seconds.
     fn report() -> Report {
         let plan = Plan {
-            addr: "127.0.0.1:8000".parse().expect("a valid address"),
+            target: Target::Tcp("127.0.0.1:8000".parse().expect("a valid address")),
             connections: 10,
             size: 100,
             duration: Duration::from_secs(2),

@@ -153,10 +153,10 @@ impl Worker {
     /// Starts connecting slot `slot`.
     fn open(&mut self, slot: usize) {
         let registry = self.poll.registry();
-        let opened = Connection::open(self.plan.addr, self.plan.size, &mut self.rng).and_then(
+        let opened = Connection::open(&self.plan.target, self.plan.size, &mut self.rng).and_then(
             |mut connection| {
                 registry.register(
-                    connection.stream(),
+                    connection.socket(),
                     Token(slot),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
@@ -198,7 +198,7 @@ impl Worker {
 
     /// Counts a connection that could not be established.
     fn count_connect_error(&mut self, error: &io::Error) {
-        debug!("cannot connect to {}: {error}", self.plan.addr);
+        debug!("cannot connect to {}: {error}", self.plan.target);
         self.tally.connect_error(error);
         self.counters.settled.fetch_add(1, Ordering::Relaxed);
     }
@@ -332,7 +332,7 @@ impl Worker {
             self.in_flight -= 1;
         }
         self.live -= 1;
-        debug!("connection to {} closed: {error}", self.plan.addr);
+        debug!("connection to {} closed: {error}", self.plan.target);
         self.tally.error(error);
     }
 
@@ -399,16 +399,23 @@ mod tests {
     use super::*;
     use crate::loopback;
     use crate::start::StartLine;
+    use crate::target::Target;
     use std::net::SocketAddr;
 
     /// Message size of the runs.
     const SIZE: usize = 64;
 
-    /// A closed-loop run of `connections` clients against `addr` for
+    /// A closed-loop run of `connections` TCP clients against `addr` for
     /// `duration`.
     fn plan(addr: SocketAddr, connections: usize, duration: Duration) -> Plan {
+        plan_to(Target::Tcp(addr), connections, duration)
+    }
+
+    /// A closed-loop run of `connections` clients against `target` for
+    /// `duration`.
+    fn plan_to(target: Target, connections: usize, duration: Duration) -> Plan {
         Plan {
-            addr,
+            target,
             connections,
             size: SIZE,
             duration,
@@ -499,6 +506,26 @@ mod tests {
             "{reason:?}"
         );
         assert_eq!(worker.counters.settled.load(Ordering::Relaxed), 1);
+    }
+
+    /// Asserts that `tally` has no connect error, error or mismatch.
+    fn assert_clean(tally: &Tally) {
+        assert_eq!(
+            (tally.connect_errors, tally.errors, tally.mismatches),
+            (0, 0, 0),
+            "{:?} {:?}",
+            tally.first_connect_error,
+            tally.first_error
+        );
+    }
+
+    #[test]
+    fn over_a_unix_socket_every_connection_opens_and_messages_come_back() {
+        let target = loopback::serve_unix(3, loopback::echo);
+        let (tally, _) = run(plan_to(target, 3, Duration::from_millis(300)));
+        assert_eq!(tally.opened, 3);
+        assert_clean(&tally);
+        assert!(tally.messages > 0);
     }
 
     #[test]
