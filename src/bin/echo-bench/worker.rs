@@ -21,8 +21,15 @@ use crate::stats::{Counters, Tally};
 /// Linux) and stall connects for a SYN retransmission, a second or more.
 const CONNECT_WINDOW: usize = 2048;
 
-/// How long a connect may take before it counts as failed.
+/// How long a connect may take before it counts as failed, and how long
+/// connects may keep finding the server's Unix accept queue full.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to wait before trying again a Unix connect that found the
+/// server's accept queue full. A Unix connect is queued at once or refused
+/// (where a TCP SYN would wait to be retransmitted), so a generator that
+/// connects faster than the server accepts must pause.
+const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(10);
 
 /// How long an echo may take before it counts as an error and its
 /// connection is closed, unless the run is shorter: a stalled server then
@@ -72,6 +79,9 @@ pub struct Worker {
     in_flight: usize,
     /// Messages verified since progress was last published.
     unpublished: u64,
+    /// Since when connects have found the server's Unix accept queue full;
+    /// `None` while it takes them.
+    queue_full_since: Option<Instant>,
     /// What this worker has counted.
     tally: Tally,
 }
@@ -103,6 +113,7 @@ impl Worker {
             live: 0,
             in_flight: 0,
             unpublished: 0,
+            queue_full_since: None,
             tally: Tally::new(),
             plan,
         })
@@ -124,20 +135,26 @@ impl Worker {
 
     /// Opens every connection of this worker, its share of
     /// [`CONNECT_WINDOW`] at a time, and waits until each is established or
-    /// has failed.
+    /// has failed; pauses the opening while the server's Unix accept queue
+    /// is full.
     fn connect_all(&mut self, events: &mut Events) -> io::Result<()> {
         let window = (CONNECT_WINDOW / self.workers).max(1);
         let mut next = 0;
         let mut next_tick = Instant::now() + TICK;
         while next < self.connections.len() || self.connecting > 0 {
-            while next < self.connections.len() && self.connecting < window {
-                self.open(next);
+            while next < self.connections.len() && self.connecting < window && self.open(next) {
                 next += 1;
             }
-            if self.connecting == 0 {
+            let queue_full = next < self.connections.len() && self.connecting < window;
+            if self.connecting == 0 && !queue_full {
                 continue;
             }
-            self.wait(events, next_tick)?;
+            let wake = if queue_full {
+                next_tick.min(Instant::now() + FULL_QUEUE_PAUSE)
+            } else {
+                next_tick
+            };
+            self.wait(events, wake)?;
             for event in events.iter() {
                 self.finish_connect(event.token().0);
             }
@@ -150,8 +167,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts connecting slot `slot`.
-    fn open(&mut self, slot: usize) {
+    /// Starts connecting slot `slot`; `false` if the server's Unix accept
+    /// queue is full, and the slot is to be tried again after a pause. Once
+    /// the queue has stayed full for [`CONNECT_TIMEOUT`], every connect that
+    /// finds it full fails, until one gets through.
+    fn open(&mut self, slot: usize) -> bool {
         let registry = self.poll.registry();
         let opened = Connection::open(&self.plan.target, self.plan.size, &mut self.rng).and_then(
             |mut connection| {
@@ -165,11 +185,23 @@ impl Worker {
         );
         match opened {
             Ok(connection) => {
+                self.queue_full_since = None;
                 self.connections[slot] = Some(connection);
                 self.connecting += 1;
             }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let since = *self.queue_full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CONNECT_TIMEOUT {
+                    return false;
+                }
+                let error = timed_out(format!(
+                    "connect timed out after {CONNECT_TIMEOUT:?}: the accept queue stayed full"
+                ));
+                self.count_connect_error(&error);
+            }
             Err(error) => self.count_connect_error(&error),
         }
+        true
     }
 
     /// Checks slot `slot` after an event during the connect phase.
@@ -526,6 +558,35 @@ mod tests {
         assert_eq!(tally.opened, 3);
         assert_clean(&tally);
         assert!(tally.messages > 0);
+    }
+
+    #[test]
+    fn a_full_unix_accept_queue_holds_a_connect_back_until_the_server_accepts() {
+        let (listener, target) = loopback::unix_listener();
+        // Linux counts the queue full only past the backlog: 0 holds one.
+        socket2::SockRef::from(&listener)
+            .listen(0)
+            .expect("a listener's backlog can be changed");
+        // On Linux the read timeout bounds accept() too.
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(loopback::TIMEOUT))
+            .expect("a listener takes a timeout");
+        let mut worker = worker(plan_to(target, 3, Duration::from_secs(1)));
+        assert!(worker.open(0));
+        assert!(!worker.open(1), "the queue holds one client");
+        assert_eq!((worker.connecting, worker.tally.connect_errors), (1, 0));
+        listener.accept().expect("the first client is queued");
+        assert!(worker.open(1));
+        assert_eq!(worker.connecting, 2);
+        // Full for the connect timeout: the connect fails.
+        worker.queue_full_since = Instant::now().checked_sub(CONNECT_TIMEOUT);
+        assert!(worker.open(2));
+        assert_eq!((worker.connecting, worker.tally.connect_errors), (2, 1));
+        let reason = worker.tally.first_connect_error.as_deref();
+        assert!(
+            reason.is_some_and(|reason| reason.contains("accept queue stayed full")),
+            "{reason:?}"
+        );
     }
 
     #[test]
