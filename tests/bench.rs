@@ -1,11 +1,11 @@
 //! `echo-bench` against the in-process server and against test servers that
 //! misbehave: corrupting replies, echoing in pieces, stalling, or absent;
-//! over Unix sockets against small echo servers written here.
+//! over Unix sockets and UDP against small echo servers written here.
 
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -127,13 +127,42 @@ impl Drop for UnixEchoServer {
     }
 }
 
+/// A UDP server on 127.0.0.1 that echoes each datagram whose number, from
+/// 1 in the order received, `answers` accepts, and ignores the others,
+/// until none has come for [`common::IO_TIMEOUT`].
+fn udp_server(answers: fn(u64) -> bool) -> SocketAddr {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+    socket
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .expect("a socket takes a timeout");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    thread::spawn(move || -> io::Result<()> {
+        let mut buffer = vec![0; 64 * 1024];
+        for number in 1.. {
+            let (read, from) = socket.recv_from(&mut buffer)?;
+            if answers(number) {
+                socket.send_to(&buffer[..read], from)?;
+            }
+        }
+        Ok(())
+    });
+    addr
+}
+
+/// `--udp` with `--host` and `--port` of `addr`, followed by `args`.
+fn bench_udp(addr: SocketAddr, args: &[&str]) -> Finished {
+    let mut all = vec!["--udp"];
+    all.extend_from_slice(args);
+    bench_at(addr, &all)
+}
+
 /// Asserts that `run` exited 0 having verified messages, with no connect
-/// error, error or mismatch.
+/// error, error, mismatch or loss.
 fn assert_clean_json(run: &Finished) {
     assert_eq!(run.code, Some(0), "{run}");
     let json = report(run);
     assert!(count(&json, "messages") > 0, "{run}");
-    for key in ["connect_errors", "errors", "mismatches"] {
+    for key in ["connect_errors", "errors", "mismatches", "lost"] {
         assert_eq!(count(&json, key), 0, "{key}\n{run}");
     }
 }
@@ -156,6 +185,7 @@ fn json_report_against_the_server_is_one_object_with_sane_figures() {
             "duration_s",
             "errors",
             "latency_us",
+            "lost",
             "messages",
             "mib_per_sec",
             "mismatches",
@@ -310,6 +340,7 @@ fn over_a_unix_abstract_name_the_report_names_it_and_messages_come_back() {
     ] {
         assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
     }
+    assert!(!run.stdout.contains("Lost:"), "{run}");
 }
 
 #[test]
@@ -321,6 +352,57 @@ fn a_unix_path_with_nothing_there_is_an_error_naming_it() {
     assert_no_panic(&run);
     let expected = format!("error: cannot connect to unix:{path}: no such file or directory");
     assert!(run.stderr.contains(&expected), "{run}");
+}
+
+#[test]
+fn over_udp_every_datagram_comes_back_and_none_is_lost() {
+    let addr = udp_server(|_| true);
+    let run = bench_udp(addr, &["-c", "2", "-s", "1000", "-d", "1s", "--json"]);
+    assert_clean_json(&run);
+    let json = report(&run);
+    assert_eq!(count(&json, "connections"), 2, "{run}");
+    assert_eq!(
+        count(&json, "bytes"),
+        count(&json, "messages") * 1000,
+        "{run}"
+    );
+}
+
+#[test]
+fn the_udp_text_report_names_the_target_and_counts_no_loss() {
+    let addr = udp_server(|_| true);
+    let run = bench_udp(addr, &["-c", "1", "-d", "1s"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    for label in [
+        format!("Target:       udp:{addr}\n"),
+        "Lost:         0\n".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
+    }
+}
+
+#[test]
+fn a_udp_server_that_answers_every_other_datagram_gives_losses_and_fails_the_run() {
+    let addr = udp_server(|number| number % 2 == 1);
+    let run = bench_udp(addr, &["-c", "2", "-d", "1s", "--json"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_no_panic(&run);
+    let json = report(&run);
+    assert!(count(&json, "lost") > 0, "{run}");
+    assert!(count(&json, "messages") > 0, "{run}");
+    assert_eq!(count(&json, "errors"), 0, "{run}");
+    assert_eq!(count(&json, "mismatches"), 0, "{run}");
+    assert!(run.stderr.contains("datagrams were lost"), "{run}");
+}
+
+#[test]
+fn a_udp_message_larger_than_a_datagram_is_a_usage_error() {
+    let run = bench(&["--udp", "--size", "70000", "-d", "1s"]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("--size"), "{run}");
+    let run = bench(&["--size", "70000", "--udp", "--unix", "@x"]);
+    assert_eq!(run.code, Some(2), "--unix goes without --udp\n{run}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! notice.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
@@ -106,6 +106,33 @@ fn set_timeouts(socket: &impl AsFd) -> io::Result<()> {
     let socket = socket2::SockRef::from(socket);
     socket.set_read_timeout(Some(TIMEOUT))?;
     socket.set_write_timeout(Some(TIMEOUT))
+}
+
+/// A UDP socket on a free loopback port that hands every datagram it
+/// receives, and its source, to `answer`, until none has come for
+/// [`TIMEOUT`]; returns its address.
+pub fn serve_udp<F>(mut answer: F) -> SocketAddr
+where
+    F: FnMut(&UdpSocket, &[u8], SocketAddr) -> io::Result<()> + Send + 'static,
+{
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("loopback has a free port");
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("a socket takes a timeout");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    thread::spawn(move || -> io::Result<()> {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let (read, from) = socket.recv_from(&mut buffer)?;
+            answer(&socket, &buffer[..read], from)?;
+        }
+    });
+    addr
+}
+
+/// Sends `datagram` back to `from`.
+pub fn echo_datagram(socket: &UdpSocket, datagram: &[u8], from: SocketAddr) -> io::Result<()> {
+    socket.send_to(datagram, from).map(drop)
 }
 
 /// An address on which nothing listens: a port that was free a moment ago.

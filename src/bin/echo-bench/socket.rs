@@ -1,28 +1,31 @@
-//! The socket under a connection: a TCP or Unix stream behind one face
-//! (`Read`, `Write`, `mio`'s `Source`), so that one connection type drives
-//! both.
+//! The socket under a connection: a TCP or Unix stream, or a UDP socket
+//! connected to the server, behind one face (`Read`, `Write`, `mio`'s
+//! `Source`), so that one connection type drives them all.
 
 use std::io::{self, Read, Write};
 
-use mio::net::{TcpStream, UnixStream};
+use mio::net::{TcpStream, UdpSocket, UnixStream};
 use mio::{Interest, Registry, Token, event::Source};
 
-use crate::target::Target;
+use crate::target::{self, Target};
 
-/// A non-blocking socket to the server.
+/// A non-blocking socket to the server. On a UDP socket, which is
+/// connected, a read receives one datagram and a write sends one.
 #[derive(Debug)]
 pub enum Socket {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A Unix stream connection.
     Unix(UnixStream),
+    /// A UDP socket that sends to and receives from the server only.
+    Udp(UdpSocket),
 }
 
 impl Socket {
     /// Starts connecting to `target`; the caller registers the socket and
     /// calls [`Socket::finish_connect`] when it is writable. A TCP connect
     /// goes on in the background; a Unix connect is queued at once on the
-    /// server's listener.
+    /// server's listener, and a UDP socket only records the server's address.
     ///
     /// # Errors
     ///
@@ -34,7 +37,17 @@ impl Socket {
         match target {
             Target::Tcp(addr) => TcpStream::connect(*addr).map(Socket::Tcp),
             Target::Unix(addr) => UnixStream::connect_addr(addr).map(Socket::Unix),
+            Target::Udp(addr) => {
+                let socket = UdpSocket::bind(target::any_port(addr))?;
+                socket.connect(*addr)?;
+                Ok(Socket::Udp(socket))
+            }
         }
+    }
+
+    /// Whether the socket exchanges datagrams rather than a byte stream.
+    pub fn is_datagram(&self) -> bool {
+        matches!(self, Socket::Udp(_))
     }
 
     /// Checks a connecting socket after a readiness event: `Ok(true)` once
@@ -47,6 +60,7 @@ impl Socket {
         let (error, peer) = match self {
             Socket::Tcp(stream) => (stream.take_error()?, stream.peer_addr().map(drop)),
             Socket::Unix(stream) => (stream.take_error()?, stream.peer_addr().map(drop)),
+            Socket::Udp(socket) => (socket.take_error()?, socket.peer_addr().map(drop)),
         };
         if let Some(error) = error {
             return Err(error);
@@ -75,6 +89,7 @@ impl Socket {
         match self {
             Socket::Tcp(stream) => stream,
             Socket::Unix(stream) => stream,
+            Socket::Udp(socket) => socket,
         }
     }
 }
@@ -84,6 +99,7 @@ impl Read for Socket {
         match self {
             Socket::Tcp(stream) => stream.read(buffer),
             Socket::Unix(stream) => stream.read(buffer),
+            Socket::Udp(socket) => socket.recv(buffer),
         }
     }
 }
@@ -93,6 +109,7 @@ impl Write for Socket {
         match self {
             Socket::Tcp(stream) => stream.write(buffer),
             Socket::Unix(stream) => stream.write(buffer),
+            Socket::Udp(socket) => socket.send(buffer),
         }
     }
 
@@ -133,8 +150,7 @@ mod tests {
     #[test]
     fn a_unix_path_with_nothing_there_fails_to_connect_at_once() {
         let path = std::env::temp_dir().join(format!("echo-bench-none-{}", std::process::id()));
-        let addr =
-            crate::target::unix_address(path.to_str().expect("a UTF-8 path")).expect("a path");
+        let addr = target::unix_address(path.to_str().expect("a UTF-8 path")).expect("a path");
         let error = Socket::connect(&Target::Unix(addr)).expect_err("nothing is there");
         assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
     }
