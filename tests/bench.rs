@@ -1,10 +1,15 @@
 //! `echo-bench` against the in-process server and against test servers that
-//! misbehave: corrupting replies, echoing in pieces, stalling, or absent.
+//! misbehave: corrupting replies, echoing in pieces, stalling, or absent;
+//! over Unix sockets and UDP against small echo servers written here.
 
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::thread;
 use std::time::Duration;
 
 use common::{Finished, TestServer};
@@ -69,6 +74,99 @@ fn piecewise(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
+/// Echoes one Unix client until it closes.
+fn echo_unix(stream: UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(common::IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(common::IO_TIMEOUT))?;
+    io::copy(&mut &stream, &mut &stream).map(drop)
+}
+
+/// Serves every client of `listener` with [`echo_unix`] on a thread of its
+/// own, until no client has come for [`common::IO_TIMEOUT`].
+fn serve_unix(listener: UnixListener) {
+    // On Linux the read timeout bounds accept() too.
+    socket2::SockRef::from(&listener)
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .expect("a listener takes a timeout");
+    thread::spawn(move || {
+        while let Ok((stream, _)) = listener.accept() {
+            thread::spawn(move || echo_unix(stream));
+        }
+    });
+}
+
+/// A Unix echo server at a socket file in the temporary directory, named
+/// after this process and `name`; the file is removed on drop.
+struct UnixEchoServer {
+    /// Where the socket file is.
+    path: PathBuf,
+}
+
+impl UnixEchoServer {
+    /// Binds the socket file and starts serving.
+    fn start(name: &str) -> UnixEchoServer {
+        let path = std::env::temp_dir().join(format!("echo-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .unwrap_or_else(|error| panic!("bind {}: {error}", path.display()));
+        serve_unix(listener);
+        UnixEchoServer { path }
+    }
+
+    /// The path, as `--unix` takes it.
+    fn arg(&self) -> &str {
+        self.path
+            .to_str()
+            .expect("the temporary directory is UTF-8")
+    }
+}
+
+impl Drop for UnixEchoServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A UDP server on 127.0.0.1 that echoes each datagram whose number, from
+/// 1 in the order received, `answers` accepts, and ignores the others,
+/// until none has come for [`common::IO_TIMEOUT`].
+fn udp_server(answers: fn(u64) -> bool) -> SocketAddr {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+    socket
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .expect("a socket takes a timeout");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    thread::spawn(move || -> io::Result<()> {
+        let mut buffer = vec![0; 64 * 1024];
+        for number in 1.. {
+            let (read, from) = socket.recv_from(&mut buffer)?;
+            if answers(number) {
+                socket.send_to(&buffer[..read], from)?;
+            }
+        }
+        Ok(())
+    });
+    addr
+}
+
+/// `--udp` with `--host` and `--port` of `addr`, followed by `args`.
+fn bench_udp(addr: SocketAddr, args: &[&str]) -> Finished {
+    let mut all = vec!["--udp"];
+    all.extend_from_slice(args);
+    bench_at(addr, &all)
+}
+
+/// Asserts that `run` exited 0 having verified messages, with no connect
+/// error, error, mismatch or loss.
+fn assert_clean_json(run: &Finished) {
+    assert_eq!(run.code, Some(0), "{run}");
+    let json = report(run);
+    assert!(count(&json, "messages") > 0, "{run}");
+    for key in ["connect_errors", "errors", "mismatches", "lost"] {
+        assert_eq!(count(&json, key), 0, "{key}\n{run}");
+    }
+}
+
 #[test]
 fn json_report_against_the_server_is_one_object_with_sane_figures() {
     let server = TestServer::start();
@@ -87,6 +185,7 @@ fn json_report_against_the_server_is_one_object_with_sane_figures() {
             "duration_s",
             "errors",
             "latency_us",
+            "lost",
             "messages",
             "mib_per_sec",
             "mismatches",
@@ -216,6 +315,94 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, Some(2), "{run}");
         assert!(run.stdout.is_empty(), "{run}");
     }
+}
+
+#[test]
+fn over_a_unix_socket_file_messages_come_back_without_errors() {
+    let server = UnixEchoServer::start("file");
+    let run = bench(&["--unix", server.arg(), "-c", "3", "-d", "1s", "--json"]);
+    assert_clean_json(&run);
+    assert_eq!(count(&report(&run), "connections"), 3, "{run}");
+}
+
+#[test]
+fn over_a_unix_abstract_name_the_report_names_it_and_messages_come_back() {
+    let name = format!("echo-bench-test-{}", std::process::id());
+    let addr = UnixAddr::from_abstract_name(&name).expect("a valid abstract name");
+    serve_unix(UnixListener::bind_addr(&addr).expect("the name is free"));
+    let at_name = format!("@{name}");
+    let run = bench(&["--unix", &at_name, "-c", "2", "-d", "1s"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    for label in [
+        format!("Target:       unix:@{name}\n"),
+        "2 opened, 0 failed".to_owned(),
+        "Errors:       0".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
+    }
+    assert!(!run.stdout.contains("Lost:"), "{run}");
+}
+
+#[test]
+fn a_unix_path_with_nothing_there_is_an_error_naming_it() {
+    let path = std::env::temp_dir().join(format!("echo-bench-{}-none", std::process::id()));
+    let path = path.to_str().expect("the temporary directory is UTF-8");
+    let run = bench(&["--unix", path, "-c", "2", "-d", "1s"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_no_panic(&run);
+    let expected = format!("error: cannot connect to unix:{path}: no such file or directory");
+    assert!(run.stderr.contains(&expected), "{run}");
+}
+
+#[test]
+fn over_udp_every_datagram_comes_back_and_none_is_lost() {
+    let addr = udp_server(|_| true);
+    let run = bench_udp(addr, &["-c", "2", "-s", "1000", "-d", "1s", "--json"]);
+    assert_clean_json(&run);
+    let json = report(&run);
+    assert_eq!(count(&json, "connections"), 2, "{run}");
+    assert_eq!(
+        count(&json, "bytes"),
+        count(&json, "messages") * 1000,
+        "{run}"
+    );
+}
+
+#[test]
+fn the_udp_text_report_names_the_target_and_counts_no_loss() {
+    let addr = udp_server(|_| true);
+    let run = bench_udp(addr, &["-c", "1", "-d", "1s"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    for label in [
+        format!("Target:       udp:{addr}\n"),
+        "Lost:         0\n".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
+    }
+}
+
+#[test]
+fn a_udp_server_that_answers_every_other_datagram_gives_losses_and_fails_the_run() {
+    let addr = udp_server(|number| number % 2 == 1);
+    let run = bench_udp(addr, &["-c", "2", "-d", "1s", "--json"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_no_panic(&run);
+    let json = report(&run);
+    assert!(count(&json, "lost") > 0, "{run}");
+    assert!(count(&json, "messages") > 0, "{run}");
+    assert_eq!(count(&json, "errors"), 0, "{run}");
+    assert_eq!(count(&json, "mismatches"), 0, "{run}");
+    assert!(run.stderr.contains("datagrams were lost"), "{run}");
+}
+
+#[test]
+fn a_udp_message_larger_than_a_datagram_is_a_usage_error() {
+    let run = bench(&["--udp", "--size", "70000", "-d", "1s"]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("--size"), "{run}");
+    let run = bench(&["--size", "70000", "--udp", "--unix", "@x"]);
+    assert_eq!(run.code, Some(2), "--unix goes without --udp\n{run}");
 }
 
 #[test]

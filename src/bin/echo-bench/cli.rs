@@ -1,16 +1,24 @@
 //! The command line: every flag, its help text and how its value is
 //! checked.
 
+use std::os::unix::net::SocketAddr as UnixAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser, error::ErrorKind};
+
+use crate::target;
 
 /// Largest message accepted: every connection holds a little more than one
 /// message, so the size bounds the generator's memory.
 const MAX_SIZE: u32 = 64 * 1024 * 1024;
 
-/// Opens many connections to an echo server, sends random messages on each,
-/// checks every reply byte for byte, and reports throughput and latency.
+/// Largest message over UDP, which goes in one datagram: the most an IPv4
+/// UDP datagram carries.
+pub const MAX_DATAGRAM: u32 = 65_507;
+
+/// Opens many connections to an echo server (TCP, a Unix socket or UDP),
+/// sends random messages on each, checks every reply byte for byte, and
+/// reports throughput and latency.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Cli {
@@ -22,6 +30,22 @@ pub struct Cli {
     #[arg(short, long, default_value_t = echo_server::DEFAULT_PORT)]
     pub port: u16,
 
+    /// Connect to the Unix stream socket at PATH instead of --host and
+    /// --port (@NAME: a Linux abstract name)
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["host", "port", "udp"],
+        value_parser = unix_address
+    )]
+    pub unix: Option<UnixAddr>,
+
+    /// Send UDP datagrams to --host and --port instead of connecting over
+    /// TCP: each connection is a socket with one datagram in flight, and a
+    /// datagram not answered within 1s counts as lost
+    #[arg(long)]
+    pub udp: bool,
+
     /// Concurrent clients
     #[arg(
         short,
@@ -32,7 +56,7 @@ pub struct Cli {
     )]
     pub connections: u32,
 
-    /// Message size in bytes
+    /// Message size in bytes (at most 65507 with --udp: one datagram)
     #[arg(
         short,
         long,
@@ -54,6 +78,40 @@ pub struct Cli {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
+}
+
+impl Cli {
+    /// The command line of this process, checked: exits with clap's usage
+    /// error (code 2) when it does not parse or its flags do not go together.
+    pub fn parse_checked() -> Cli {
+        // The command that parsed, which knows the name it was run by, words
+        // the error as clap's own.
+        let mut command = Cli::command();
+        let matches = command.get_matches_mut();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        if let Err(message) = cli.check() {
+            command.error(ErrorKind::ValueValidation, message).exit();
+        }
+        cli
+    }
+
+    /// What clap cannot check flag by flag: a message over UDP fits in one
+    /// datagram.
+    fn check(&self) -> Result<(), String> {
+        if self.udp && self.size > MAX_DATAGRAM {
+            return Err(format!(
+                "invalid value '{}' for '--size <BYTES>': with --udp, at most {MAX_DATAGRAM} \
+                 (one datagram)",
+                self.size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Unix socket address: a path, or `@NAME`.
+fn unix_address(text: &str) -> Result<UnixAddr, String> {
+    target::unix_address(text).map_err(|error| echo_server::reason(&error))
 }
 
 /// Longest duration or interval accepted: more is surely a typo, and the
@@ -84,7 +142,6 @@ fn interval(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {
@@ -98,5 +155,44 @@ mod tests {
         assert!(run_time("2years").is_err());
         assert_eq!(run_time("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(interval("0s"), Ok(Duration::ZERO));
+    }
+
+    /// `echo-bench ARGS`, parsed.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("echo-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_udp_message_fits_in_one_datagram() {
+        let at_most = MAX_DATAGRAM.to_string();
+        let over = (MAX_DATAGRAM + 1).to_string();
+        let fits = parse(&["--udp", "--size", &at_most]).expect("parses");
+        assert!(fits.check().is_ok());
+        let error = parse(&["--udp", "--size", &over])
+            .expect("parses")
+            .check()
+            .expect_err("too large for a datagram");
+        assert!(error.contains("at most 65507"), "{error}");
+        let stream = parse(&["--size", &over]).expect("parses");
+        assert!(
+            stream.check().is_ok(),
+            "over TCP any size up to the maximum"
+        );
+    }
+
+    #[test]
+    fn unix_goes_instead_of_host_port_and_udp() {
+        let unix = parse(&["--unix", "@echo"]).expect("parses");
+        assert!(unix.unix.is_some());
+        for args in [
+            &["--unix", "/run/echo.sock", "--host", "localhost"][..],
+            &["--unix", "/run/echo.sock", "--port", "8000"],
+            &["--unix", "/run/echo.sock", "--udp"],
+        ] {
+            let error = parse(args).expect_err("conflicts");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+        }
+        let error = parse(&["--unix", ""]).expect_err("an empty path");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
     }
 }

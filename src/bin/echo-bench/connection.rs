@@ -1,11 +1,17 @@
 //! One client connection: a non-blocking connect, then round trips of one
-//! random message each, written and read back as the socket allows.
+//! random message each, written and read back as the socket allows. Over
+//! TCP and Unix sockets a message is a run of bytes that may go and come
+//! back in pieces; over UDP it is one datagram, numbered as [`datagram`]
+//! says, and the echo is the datagram that answers it.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use log::debug;
+
+use crate::datagram::{self, Reply};
+use crate::socket::Socket;
+use crate::target::Target;
 
 /// How many distinct starting points a connection's messages are cut from:
 /// consecutive messages never start at the same one, so a server that
@@ -17,7 +23,8 @@ const ROTATION: usize = 1024;
 enum Phase {
     /// The non-blocking connect has not completed yet.
     Connecting,
-    /// Connected, no message outstanding.
+    /// Connected, no message outstanding: the last one's echo is back, or
+    /// its datagram was given up as lost.
     Idle,
     /// A message is being written and its echo read.
     InFlight,
@@ -38,12 +45,13 @@ pub struct Echo {
 #[derive(Debug)]
 pub struct Connection {
     /// The socket, registered with the worker's event loop.
-    stream: TcpStream,
+    socket: Socket,
     /// What the connection is doing.
     phase: Phase,
     /// Random bytes of this connection; each message is the `size` bytes
     /// from `offset`. Cutting messages from one buffer costs nothing per
-    /// message, so the generator's CPU goes into I/O.
+    /// message, so the generator's CPU goes into I/O. A datagram's number
+    /// is written over its first bytes when it is sent.
     pattern: Vec<u8>,
     /// Message size.
     size: usize,
@@ -55,6 +63,9 @@ pub struct Connection {
     read: usize,
     /// Whether the echo read so far differs from what was sent.
     differs: bool,
+    /// Datagrams sent so far, the current one included: the next one's
+    /// number. Unused over a stream.
+    numbered: u64,
     /// When the connect began, then when the current message's first byte
     /// was written: what the timeouts count from.
     since: Instant,
@@ -63,20 +74,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts a non-blocking connect to `addr`; the caller registers the
-    /// stream and calls [`Connection::finish_connect`] when it is writable.
+    /// Starts a non-blocking connect to `target`; the caller registers the
+    /// socket and calls [`Connection::finish_connect`] when it is writable.
     ///
     /// # Errors
     ///
-    /// Fails if no socket can be created (out of descriptors) or the connect
-    /// fails at once (no route, no local port).
-    pub fn open(addr: SocketAddr, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
-        let stream = TcpStream::connect(addr)?;
+    /// Fails as [`Socket::connect`] does.
+    pub fn open(target: &Target, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
+        let socket = Socket::connect(target)?;
         let mut pattern = vec![0; size + ROTATION];
         rng.fill(&mut pattern);
         let now = Instant::now();
         Ok(Connection {
-            stream,
+            socket,
             phase: Phase::Connecting,
             pattern,
             size,
@@ -84,14 +94,15 @@ impl Connection {
             written: 0,
             read: 0,
             differs: false,
+            numbered: 0,
             since: now,
             due: now,
         })
     }
 
     /// The socket, to register with or deregister from the event loop.
-    pub fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
+    pub fn socket(&mut self) -> &mut Socket {
+        &mut self.socket
     }
 
     /// Whether the connect is still under way.
@@ -117,25 +128,11 @@ impl Connection {
     ///
     /// Fails with the reason the connect failed (refused, unreachable).
     pub fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(error) = self.stream.take_error()? {
-            return Err(error);
+        let connected = self.socket.finish_connect()?;
+        if connected {
+            self.phase = Phase::Idle;
         }
-        match self.stream.peer_addr() {
-            Ok(_) => {
-                // Each message waits for its echo: Nagle's
-                // algorithm would only add delay to the latency measured.
-                self.stream.set_nodelay(true)?;
-                self.phase = Phase::Idle;
-                Ok(true)
-            }
-            Err(error)
-                if error.kind() == io::ErrorKind::NotConnected
-                    || error.raw_os_error() == Some(libc::EINPROGRESS) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(error),
-        }
+        Ok(connected)
     }
 
     /// Starts the next message, cut from a new place in the pattern, and
@@ -150,6 +147,11 @@ impl Connection {
     pub fn send(&mut self, rng: &mut fastrand::Rng) -> io::Result<()> {
         debug_assert_eq!(self.phase, Phase::Idle, "one message at a time");
         self.offset = next_offset(self.offset, rng);
+        if self.socket.is_datagram() {
+            let message = &mut self.pattern[self.offset..self.offset + self.size];
+            datagram::stamp(message, self.numbered);
+            self.numbered += 1;
+        }
         self.written = 0;
         self.read = 0;
         self.differs = false;
@@ -176,7 +178,11 @@ impl Connection {
         }
         loop {
             let wrote = self.write_some()?;
-            let got = self.read_some(scratch)?;
+            let got = if self.socket.is_datagram() {
+                self.receive(scratch)?
+            } else {
+                self.read_some(scratch)?
+            };
             if self.read == self.size {
                 self.phase = Phase::Idle;
                 let at = Instant::now();
@@ -194,12 +200,26 @@ impl Connection {
         }
     }
 
+    /// Gives up on the datagram in flight, counted lost: its echo, should
+    /// it come after all, is then stale and dropped.
+    pub fn give_up(&mut self) {
+        debug_assert!(self.socket.is_datagram(), "only datagrams are lost");
+        debug_assert_eq!(self.phase, Phase::InFlight, "only a message sent is lost");
+        self.phase = Phase::Idle;
+    }
+
+    /// The current message.
+    fn message(&self) -> &[u8] {
+        &self.pattern[self.offset..self.offset + self.size]
+    }
+
     /// Writes what the socket takes of the rest of the message; 0 if it
-    /// takes nothing or all was written.
+    /// takes nothing or all was written. A datagram goes whole or not at
+    /// all.
     fn write_some(&mut self) -> io::Result<usize> {
         let message = &self.pattern[self.offset..self.offset + self.size];
         while self.written < self.size {
-            match self.stream.write(&message[self.written..]) {
+            match self.socket.write(&message[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(count) => {
                     self.written += count;
@@ -219,7 +239,7 @@ impl Connection {
     fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
         let wanted = (self.size - self.read).min(scratch.len());
         loop {
-            match self.stream.read(&mut scratch[..wanted]) {
+            match self.socket.read(&mut scratch[..wanted]) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -239,6 +259,30 @@ impl Connection {
             }
         }
     }
+
+    /// Receives datagrams until the one that answers the datagram in
+    /// flight, dropping late echoes of earlier ones; returns its size, or 0
+    /// once none is waiting. `scratch` must hold the largest datagram, so
+    /// that a reply longer than the message is seen whole.
+    fn receive(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+        let number = self.numbered - 1;
+        loop {
+            let count = match self.socket.read(scratch) {
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            match datagram::judge(&scratch[..count], self.message(), number) {
+                Reply::Stale => debug!("dropped a late echo of an earlier datagram"),
+                Reply::Echo { intact } => {
+                    self.differs = !intact;
+                    self.read = self.size;
+                    return Ok(count);
+                }
+            }
+        }
+    }
 }
 
 /// Where the message after one starting at `offset` starts: anywhere in the
@@ -252,6 +296,7 @@ mod tests {
     use super::*;
     use crate::loopback::{self, TIMEOUT};
     use mio::{Events, Interest, Poll, Token};
+    use std::net::SocketAddr;
 
     /// Message size: several pieces of a small scratch buffer, far less
     /// than a socket buffer.
@@ -273,15 +318,27 @@ mod tests {
     }
 
     impl Driven {
-        /// A connection to `addr`, established, that reads replies at most
-        /// `piece` bytes at a time.
+        /// A TCP connection to `addr`, established, that reads replies at
+        /// most `piece` bytes at a time.
         fn connect(addr: SocketAddr, piece: usize) -> Driven {
+            Driven::open(&Target::Tcp(addr), piece)
+        }
+
+        /// A UDP socket sending to `addr`, ready to send, that receives
+        /// into a buffer large enough for any datagram.
+        fn udp(addr: SocketAddr) -> Driven {
+            Driven::open(&Target::Udp(addr), 64 * 1024)
+        }
+
+        /// A connection to `target`, established, that reads replies at
+        /// most `piece` bytes at a time.
+        fn open(target: &Target, piece: usize) -> Driven {
             let mut rng = fastrand::Rng::with_seed(7);
-            let mut connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+            let mut connection = Connection::open(target, SIZE, &mut rng).expect("connect starts");
             let poll = Poll::new().expect("an event loop can be made");
             poll.registry()
                 .register(
-                    connection.stream(),
+                    connection.socket(),
                     Token(0),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -365,7 +422,8 @@ mod tests {
         // Whether or not the kernel has finished it, the connect counts as
         // under way until `finish_connect` says otherwise.
         let addr = loopback::serve(1, loopback::echo);
-        let connection = Connection::open(addr, SIZE, &mut rng).expect("connect starts");
+        let connection =
+            Connection::open(&Target::Tcp(addr), SIZE, &mut rng).expect("connect starts");
         let since = connection.since;
         assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
         assert!(connection.is_overdue(timeout, since + timeout));
@@ -382,6 +440,79 @@ mod tests {
         assert!(connection.is_overdue(timeout, since + timeout));
         driven.until(Connection::pump).expect("the echo comes back");
         assert!(!driven.connection.is_overdue(timeout, since + 2 * timeout));
+    }
+
+    #[test]
+    fn round_trips_over_a_unix_socket_come_back_intact() {
+        let target = loopback::serve_unix(1, loopback::echo);
+        let mut driven = Driven::open(&target, 7);
+        for _ in 0..3 {
+            let echo = driven.round_trip().expect("the echo server answers");
+            assert!(echo.intact, "{echo:?}");
+        }
+    }
+
+    #[test]
+    fn datagrams_through_a_udp_echo_come_back_intact_and_numbered() {
+        let mut driven = Driven::udp(loopback::serve_udp(loopback::echo_datagram));
+        for number in 0..3_u64 {
+            let echo = driven.round_trip().expect("the echo server answers");
+            assert!(echo.intact, "{echo:?}");
+            let tag = &driven.connection.message()[..datagram::TAG];
+            assert_eq!(tag, number.to_be_bytes(), "datagram {number}");
+        }
+    }
+
+    #[test]
+    fn a_udp_reply_with_a_flipped_byte_is_a_mismatch() {
+        let addr = loopback::serve_udp(|socket, datagram, from| {
+            let mut reply = datagram.to_vec();
+            reply[SIZE - 1] ^= 0xff;
+            socket.send_to(&reply, from).map(drop)
+        });
+        let echo = Driven::udp(addr).round_trip().expect("the server answers");
+        assert!(!echo.intact, "{echo:?}");
+    }
+
+    #[test]
+    fn a_late_echo_of_a_datagram_given_up_is_dropped_and_the_next_echo_counts() {
+        // Holds the first datagram until the second comes, then echoes
+        // both, the late one first.
+        let mut held = None;
+        let addr = loopback::serve_udp(move |socket, datagram, from| {
+            match held.take() {
+                None => held = Some(datagram.to_vec()),
+                Some(first) => {
+                    socket.send_to(&first, from)?;
+                    socket.send_to(datagram, from)?;
+                }
+            }
+            Ok(())
+        });
+        let mut driven = Driven::udp(addr);
+        driven.connection.send(&mut driven.rng).expect("sends");
+        driven.connection.give_up();
+        assert!(!driven.connection.is_in_flight());
+        let echo = driven.round_trip().expect("the second is echoed");
+        assert!(
+            echo.intact,
+            "the late echo was taken for this one: {echo:?}"
+        );
+    }
+
+    #[test]
+    fn a_datagram_unanswered_is_overdue_until_given_up() {
+        let timeout = Duration::from_secs(1);
+        let mut driven = Driven::udp(loopback::serve_udp(|_, _, _| Ok(())));
+        driven.connection.send(&mut driven.rng).expect("sends");
+        let since = driven.connection.since;
+        let connection = &mut driven.connection;
+        assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
+        assert!(connection.is_overdue(timeout, since + timeout));
+        connection.give_up();
+        assert!(!connection.is_overdue(timeout, since + 2 * timeout));
+        let mut scratch = vec![0; 64 * 1024];
+        assert_eq!(connection.pump(&mut scratch).expect("nothing to do"), None);
     }
 
     #[test]

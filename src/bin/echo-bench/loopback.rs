@@ -1,20 +1,24 @@
-//! Test servers on 127.0.0.1 for the unit tests: one that echoes, and ones
-//! that misbehave in the ways the generator must notice.
+//! Test servers on 127.0.0.1 and at Unix abstract names for the unit tests:
+//! ones that echo, and ones that misbehave in the ways the generator must
+//! notice.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
+
+use crate::target::{self, Target};
 
 /// How long a test socket waits for its peer: a bug then fails the test
 /// instead of hanging it.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves at most `clients` connections on a free loopback port, each on a
-/// thread of its own with `serve`, and returns the address. Nothing joins
-/// the threads: the tests look at what the client sees, and every socket's
-/// timeout ends a thread whose client has gone quiet.
+/// thread of its own with `serve`, and returns the address.
 pub fn serve<F>(clients: usize, serve: F) -> SocketAddr
 where
     F: Fn(&TcpStream) -> io::Result<()> + Send + Sync + 'static,
@@ -23,23 +27,112 @@ where
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
-    // On Linux the read timeout bounds accept() too.
-    socket2::SockRef::from(&listener)
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("a listener takes a timeout");
+    accept_each(listener, clients, serve);
+    addr
+}
+
+/// Like [`serve`], on a Unix socket at a fresh abstract name, which
+/// vanishes when the last client is accepted or the accept times out.
+pub fn serve_unix<F>(clients: usize, serve: F) -> Target
+where
+    F: Fn(&UnixStream) -> io::Result<()> + Send + Sync + 'static,
+{
+    let (listener, target) = unix_listener();
+    accept_each(listener, clients, serve);
+    target
+}
+
+/// A Unix listener at a fresh abstract name, and its target.
+pub fn unix_listener() -> (UnixListener, Target) {
+    static NAMES: AtomicUsize = AtomicUsize::new(0);
+    let number = NAMES.fetch_add(1, Ordering::Relaxed);
+    let name = format!("@echo-bench-test-{}-{number}", std::process::id());
+    let addr = target::unix_address(&name).expect("the name is valid");
+    let listener = UnixListener::bind_addr(&addr).expect("a fresh abstract name is free");
+    (listener, Target::Unix(addr))
+}
+
+/// A listener [`accept_each`] takes clients from.
+trait Listener: AsFd + Send + 'static {
+    /// A client's socket.
+    type Stream: AsFd + Send + 'static;
+
+    /// The next client.
+    fn next(&self) -> io::Result<Self::Stream>;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    fn next(&self) -> io::Result<TcpStream> {
+        self.accept().map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+
+    fn next(&self) -> io::Result<UnixStream> {
+        self.accept().map(|(stream, _)| stream)
+    }
+}
+
+/// Takes at most `clients` clients from `listener`, each served on a thread
+/// of its own with `serve`. Nothing joins the threads: the tests look at
+/// what the client sees, and every socket's timeout ends a thread whose
+/// client has gone quiet.
+fn accept_each<L, F>(listener: L, clients: usize, serve: F)
+where
+    L: Listener,
+    F: Fn(&L::Stream) -> io::Result<()> + Send + Sync + 'static,
+{
+    set_timeouts(&listener).expect("a listener takes a timeout");
     let serve = Arc::new(serve);
     thread::spawn(move || {
-        for stream in listener.incoming().take(clients) {
-            let Ok(stream) = stream else { return };
+        for _ in 0..clients {
+            let Ok(stream) = listener.next() else { return };
             let serve = Arc::clone(&serve);
             thread::spawn(move || -> io::Result<()> {
-                stream.set_read_timeout(Some(TIMEOUT))?;
-                stream.set_write_timeout(Some(TIMEOUT))?;
+                set_timeouts(&stream)?;
                 serve(&stream)
             });
         }
     });
+}
+
+/// Sets [`TIMEOUT`] on the reads and writes of `socket`; on Linux the read
+/// timeout bounds accept() too.
+fn set_timeouts(socket: &impl AsFd) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    socket.set_read_timeout(Some(TIMEOUT))?;
+    socket.set_write_timeout(Some(TIMEOUT))
+}
+
+/// A UDP socket on a free loopback port that hands every datagram it
+/// receives, and its source, to `answer`, until none has come for
+/// [`TIMEOUT`]; returns its address.
+pub fn serve_udp<F>(mut answer: F) -> SocketAddr
+where
+    F: FnMut(&UdpSocket, &[u8], SocketAddr) -> io::Result<()> + Send + 'static,
+{
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("loopback has a free port");
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("a socket takes a timeout");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    thread::spawn(move || -> io::Result<()> {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let (read, from) = socket.recv_from(&mut buffer)?;
+            answer(&socket, &buffer[..read], from)?;
+        }
+    });
     addr
+}
+
+/// Sends `datagram` back to `from`.
+pub fn echo_datagram(socket: &UdpSocket, datagram: &[u8], from: SocketAddr) -> io::Result<()> {
+    socket.send_to(datagram, from).map(drop)
 }
 
 /// An address on which nothing listens: a port that was free a moment ago.
@@ -51,7 +144,10 @@ pub fn closed_port() -> SocketAddr {
 }
 
 /// Echoes everything until the client closes.
-pub fn echo(stream: &TcpStream) -> io::Result<()> {
+pub fn echo<S>(stream: &S) -> io::Result<()>
+where
+    for<'a> &'a S: Read + Write,
+{
     relay(stream, |mut stream, piece| stream.write_all(piece))
 }
 
@@ -86,10 +182,13 @@ pub fn closes_mid_reply(size: usize) -> impl Fn(&TcpStream) -> io::Result<()> {
 }
 
 /// Reads until the client closes, handing each piece read to `reply`.
-fn relay(
-    mut stream: &TcpStream,
-    mut reply: impl FnMut(&TcpStream, &mut [u8]) -> io::Result<()>,
-) -> io::Result<()> {
+fn relay<S>(
+    mut stream: &S,
+    mut reply: impl FnMut(&S, &mut [u8]) -> io::Result<()>,
+) -> io::Result<()>
+where
+    for<'a> &'a S: Read + Write,
+{
     let mut buffer = [0; 4096];
     loop {
         let read = stream.read(&mut buffer)?;

@@ -3,7 +3,9 @@
 //! The original tutorial's exercise, "spawn 100 client processes that
 //! periodically send messages to a single server", as a tool: many
 //! connections send random messages, every reply is checked byte for byte,
-//! and the report gives throughput and latency.
+//! and the report gives throughput and latency. The connections are TCP, or
+//! Unix stream sockets (`--unix`), or UDP sockets that each keep one
+//! datagram in flight (`--udp`).
 //!
 //! A few worker threads (one per CPU) each drive their share of the
 //! connections with a `mio` event loop, so that ten thousand clients cost
@@ -14,17 +16,18 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use log::warn;
 
 mod bench;
 mod cli;
 mod connection;
+mod datagram;
 #[cfg(test)]
 mod loopback;
 mod plan;
 mod progress;
 mod report;
+mod socket;
 mod start;
 mod stats;
 mod target;
@@ -34,9 +37,10 @@ use cli::Cli;
 use plan::Plan;
 use progress::Progress;
 use report::Report;
+use target::Target;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     // Warnings read like the error line, `warn: ...`: this is a command
     // whose stderr a person reads once, not a log to be searched.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -59,9 +63,13 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> io::Result<Report> {
     let connections = cli.connections as usize;
     raise_descriptor_limit(connections);
-    let addr = target::resolve(&cli.host, cli.port)?;
+    let target = match &cli.unix {
+        Some(addr) => Target::Unix(addr.clone()),
+        None if cli.udp => Target::Udp(target::resolve_udp(&cli.host, cli.port)?),
+        None => Target::Tcp(target::resolve_tcp(&cli.host, cli.port)?),
+    };
     let plan = Plan {
-        addr,
+        target,
         connections,
         size: cli.size as usize,
         duration: cli.duration,

@@ -1,13 +1,14 @@
 //! What a run is asked to do, as the command line put it.
 
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::target::Target;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The server's address.
-    pub addr: SocketAddr,
+    /// The server, and how to reach it.
+    pub target: Target,
     /// Concurrent clients.
     pub connections: usize,
     /// Message size in bytes.

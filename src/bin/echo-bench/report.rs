@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::plan::Plan;
 use crate::stats::Tally;
+use crate::worker::LOSS_TIMEOUT;
 
 /// Bytes in a MiB.
 const MIB: f64 = 1024.0 * 1024.0;
@@ -42,9 +43,11 @@ impl Report {
         Report { plan, tally }
     }
 
-    /// Whether every connection opened and every message came back intact.
+    /// Whether every connection opened and every message came back intact
+    /// and in time.
     pub fn is_clean(&self) -> bool {
-        self.tally.connect_errors == 0 && self.tally.errors == 0 && self.tally.mismatches == 0
+        let tally = &self.tally;
+        tally.connect_errors == 0 && tally.errors == 0 && tally.mismatches == 0 && tally.lost == 0
     }
 
     /// An error when not a single connection could be opened: the run then
@@ -64,7 +67,7 @@ impl Report {
             .unwrap_or("unknown");
         Err(io::Error::new(
             io::ErrorKind::NotConnected,
-            format!("cannot connect to {}: {reason}", self.plan.addr),
+            format!("cannot connect to {}: {reason}", self.plan.target),
         ))
     }
 
@@ -87,6 +90,12 @@ impl Report {
         }
         if tally.mismatches > 0 {
             warn!("{} replies differed from what was sent", tally.mismatches);
+        }
+        if tally.lost > 0 {
+            warn!(
+                "{} datagrams were lost: no echo within {LOSS_TIMEOUT:?}",
+                tally.lost
+            );
         }
     }
 
@@ -130,10 +139,12 @@ impl Report {
             },
             "errors": tally.errors,
             "mismatches": tally.mismatches,
+            "lost": tally.lost,
         })
     }
 
-    /// The report for a person.
+    /// The report for a person; the `Lost:` line only over UDP, where
+    /// datagrams can be.
     fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let plan = &self.plan;
         let tally = &self.tally;
@@ -145,7 +156,7 @@ impl Report {
             ),
             None => "each sent as soon as the previous echo is back".to_owned(),
         };
-        writeln!(out, "Target:       {}", plan.addr)?;
+        writeln!(out, "Target:       {}", plan.target)?;
         writeln!(
             out,
             "Load:         {} connections, {}-byte messages, {pace}",
@@ -179,6 +190,9 @@ impl Report {
             latency.p50, latency.p90, latency.p99, latency.p999, latency.max
         )?;
         writeln!(out, "Errors:       {}", tally.errors)?;
+        if plan.target.is_datagram() {
+            writeln!(out, "Lost:         {}", tally.lost)?;
+        }
         writeln!(out, "Mismatches:   {}", tally.mismatches)
     }
 
@@ -205,12 +219,13 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Target;
     use std::time::Duration;
 
     /// A report of 1,000 round trips of 100 bytes in 2 seconds.
     fn report() -> Report {
         let plan = Plan {
-            addr: "127.0.0.1:8000".parse().expect("a valid address"),
+            target: Target::Tcp("127.0.0.1:8000".parse().expect("a valid address")),
             connections: 10,
             size: 100,
             duration: Duration::from_secs(2),
@@ -235,13 +250,18 @@ mod tests {
         assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
     }
 
-    #[test]
-    fn text_names_every_figure() {
+    /// The text report of `report`.
+    fn text(report: &Report) -> String {
         let mut text = Vec::new();
-        report()
+        report
             .write_text(&mut text)
             .expect("writing to memory works");
-        let text = String::from_utf8(text).expect("the report is UTF-8");
+        String::from_utf8(text).expect("the report is UTF-8")
+    }
+
+    #[test]
+    fn text_names_every_figure() {
+        let text = text(&report());
         for label in [
             "Connections:",
             "msgs/s",
@@ -255,10 +275,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_udp_run_has_a_lost_line_and_every_json_report_a_lost_key() {
+        let mut report = report();
+        assert!(!text(&report).contains("Lost:"));
+        assert_eq!(report.json()["lost"], 0);
+        report.plan.target = Target::Udp("127.0.0.1:8000".parse().expect("a valid address"));
+        report.tally.lost = 2;
+        let text = text(&report);
+        assert!(text.contains("Lost:         2\n"), "{text}");
+        assert!(text.contains("udp:127.0.0.1:8000"), "{text}");
+        assert_eq!(report.json()["lost"], 2);
+    }
+
+    #[test]
     fn a_run_with_any_failure_is_not_clean() {
         let mut report = report();
         assert!(report.is_clean());
         report.tally.mismatches = 1;
+        assert!(!report.is_clean());
+        report.tally.mismatches = 0;
+        report.tally.lost = 1;
         assert!(!report.is_clean());
     }
 

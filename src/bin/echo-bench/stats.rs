@@ -39,6 +39,9 @@ pub struct Tally {
     pub errors: u64,
     /// Replies that came back whole but differed from what was sent.
     pub mismatches: u64,
+    /// Datagrams not answered in time; always 0 over a stream, where a
+    /// missing echo is an error.
+    pub lost: u64,
     /// Latency of every verified round trip, first byte written to last
     /// byte read, in nanoseconds.
     pub latency: Histogram<u64>,
@@ -60,6 +63,7 @@ impl Tally {
             bytes: 0,
             errors: 0,
             mismatches: 0,
+            lost: 0,
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_DIGITS)
                 .expect("the latency bounds are constants that hdrhistogram accepts"),
             measured: Duration::ZERO,
@@ -99,6 +103,7 @@ impl Tally {
         self.bytes += other.bytes;
         self.errors += other.errors;
         self.mismatches += other.mismatches;
+        self.lost += other.lost;
         self.latency
             .add(&other.latency)
             .expect("every tally's histogram has the same bounds");
@@ -127,10 +132,12 @@ mod tests {
         other.error(&io::Error::other("second"));
         other.connect_error(&io::Error::from(io::ErrorKind::ConnectionRefused));
         other.measured = Duration::from_secs(2);
+        other.lost = 3;
 
         total.merge(&other);
 
         assert_eq!((total.messages, total.bytes, total.errors), (2, 20, 2));
+        assert_eq!(total.lost, 3);
         assert_eq!(total.connect_errors, 1);
         assert_eq!(total.latency.len(), 2);
         assert_eq!(total.measured, Duration::from_secs(2));

@@ -1,5 +1,8 @@
 //! One worker thread: a `mio` event loop over its share of the connections,
-//! first connecting them, then running round trips until the deadline.
+//! first connecting them, then running round trips until the deadline. Over
+//! UDP each "connection" is a socket of its own that keeps one datagram in
+//! flight: one not answered within [`LOSS_TIMEOUT`] is counted lost, and the
+//! next one goes out.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -21,13 +24,24 @@ use crate::stats::{Counters, Tally};
 /// Linux) and stall connects for a SYN retransmission, a second or more.
 const CONNECT_WINDOW: usize = 2048;
 
-/// How long a connect may take before it counts as failed.
+/// How long a connect may take before it counts as failed, and how long
+/// connects may keep finding the server's Unix accept queue full.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to wait before trying again a Unix connect that found the
+/// server's accept queue full. A Unix connect is queued at once or refused
+/// (where a TCP SYN would wait to be retransmitted), so a generator that
+/// connects faster than the server accepts must pause.
+const FULL_QUEUE_PAUSE: Duration = Duration::from_millis(10);
 
 /// How long an echo may take before it counts as an error and its
 /// connection is closed, unless the run is shorter: a stalled server then
 /// shows as errors rather than as a quiet run with nothing done.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a datagram may go unanswered before it counts as lost; checked
+/// on every [`TICK`], so a loss is seen within a tick after.
+pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often timeouts are checked and progress is published. Checking on a
 /// tick rather than keeping a timer per message costs one pass over the
@@ -37,7 +51,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// Readiness events taken from the kernel per poll.
 const EVENTS: usize = 1024;
 
-/// The most of a reply read at once.
+/// The most of a reply read at once; over UDP, what every datagram is
+/// received into: more than the largest message a datagram carries, so
+/// that a longer reply is seen whole.
 const SCRATCH: usize = 64 * 1024;
 
 /// One worker: the connections it owns and what it has counted.
@@ -72,6 +88,9 @@ pub struct Worker {
     in_flight: usize,
     /// Messages verified since progress was last published.
     unpublished: u64,
+    /// Since when connects have found the server's Unix accept queue full;
+    /// `None` while it takes them.
+    queue_full_since: Option<Instant>,
     /// What this worker has counted.
     tally: Tally,
 }
@@ -88,7 +107,11 @@ impl Worker {
         plan: Arc<Plan>,
         counters: Arc<Counters>,
     ) -> io::Result<Worker> {
-        let scratch = vec![0; plan.size.min(SCRATCH)];
+        let scratch = if plan.target.is_datagram() {
+            vec![0; SCRATCH]
+        } else {
+            vec![0; plan.size.min(SCRATCH)]
+        };
         let share = share(plan.connections, workers, index);
         Ok(Worker {
             index,
@@ -103,6 +126,7 @@ impl Worker {
             live: 0,
             in_flight: 0,
             unpublished: 0,
+            queue_full_since: None,
             tally: Tally::new(),
             plan,
         })
@@ -124,39 +148,48 @@ impl Worker {
 
     /// Opens every connection of this worker, its share of
     /// [`CONNECT_WINDOW`] at a time, and waits until each is established or
-    /// has failed.
+    /// has failed; pauses the opening while the server's Unix accept queue
+    /// is full.
     fn connect_all(&mut self, events: &mut Events) -> io::Result<()> {
         let window = (CONNECT_WINDOW / self.workers).max(1);
         let mut next = 0;
         let mut next_tick = Instant::now() + TICK;
         while next < self.connections.len() || self.connecting > 0 {
-            while next < self.connections.len() && self.connecting < window {
-                self.open(next);
+            while next < self.connections.len() && self.connecting < window && self.open(next) {
                 next += 1;
             }
-            if self.connecting == 0 {
+            let queue_full = next < self.connections.len() && self.connecting < window;
+            if self.connecting == 0 && !queue_full {
                 continue;
             }
-            self.wait(events, next_tick)?;
+            let wake = if queue_full {
+                next_tick.min(Instant::now() + FULL_QUEUE_PAUSE)
+            } else {
+                next_tick
+            };
+            self.wait(events, wake)?;
             for event in events.iter() {
                 self.finish_connect(event.token().0);
             }
             let now = Instant::now();
             if now >= next_tick {
-                self.expire(now);
+                self.expire_connects(now);
                 next_tick = now + TICK;
             }
         }
         Ok(())
     }
 
-    /// Starts connecting slot `slot`.
-    fn open(&mut self, slot: usize) {
+    /// Starts connecting slot `slot`; `false` if the server's Unix accept
+    /// queue is full, and the slot is to be tried again after a pause. Once
+    /// the queue has stayed full for [`CONNECT_TIMEOUT`], every connect that
+    /// finds it full fails, until one gets through.
+    fn open(&mut self, slot: usize) -> bool {
         let registry = self.poll.registry();
-        let opened = Connection::open(self.plan.addr, self.plan.size, &mut self.rng).and_then(
+        let opened = Connection::open(&self.plan.target, self.plan.size, &mut self.rng).and_then(
             |mut connection| {
                 registry.register(
-                    connection.stream(),
+                    connection.socket(),
                     Token(slot),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
@@ -165,11 +198,23 @@ impl Worker {
         );
         match opened {
             Ok(connection) => {
+                self.queue_full_since = None;
                 self.connections[slot] = Some(connection);
                 self.connecting += 1;
             }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let since = *self.queue_full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CONNECT_TIMEOUT {
+                    return false;
+                }
+                let error = timed_out(format!(
+                    "connect timed out after {CONNECT_TIMEOUT:?}: the accept queue stayed full"
+                ));
+                self.count_connect_error(&error);
+            }
             Err(error) => self.count_connect_error(&error),
         }
+        true
     }
 
     /// Checks slot `slot` after an event during the connect phase.
@@ -198,7 +243,7 @@ impl Worker {
 
     /// Counts a connection that could not be established.
     fn count_connect_error(&mut self, error: &io::Error) {
-        debug!("cannot connect to {}: {error}", self.plan.addr);
+        debug!("cannot connect to {}: {error}", self.plan.target);
         self.tally.connect_error(error);
         self.counters.settled.fetch_add(1, Ordering::Relaxed);
     }
@@ -219,7 +264,7 @@ impl Worker {
                 break now.min(deadline);
             }
             if now >= next_tick {
-                self.expire(now);
+                self.expire_replies(now, deadline);
                 self.publish();
                 next_tick = now + TICK;
             }
@@ -299,14 +344,23 @@ impl Worker {
             Ok(None) => return,
             Err(error) => return self.fail(slot, &error),
         };
-        let due = connection.due;
         self.in_flight -= 1;
         self.count(&echo, deadline);
-        if echo.at >= deadline {
+        self.carry_on(slot, echo.at, deadline);
+    }
+
+    /// Starts slot `slot`'s next message once its last one ended at `at`,
+    /// echoed or lost, unless the deadline has passed: at once in
+    /// closed-loop mode, when it is due in periodic mode.
+    fn carry_on(&mut self, slot: usize, at: Instant, deadline: Instant) {
+        let Some(connection) = &self.connections[slot] else {
+            return;
+        };
+        if at >= deadline {
             return;
         }
-        if self.plan.interval.is_some() && due > echo.at {
-            self.timers.push(Reverse((due, slot)));
+        if self.plan.interval.is_some() && connection.due > at {
+            self.timers.push(Reverse((connection.due, slot)));
         } else {
             self.send(slot);
         }
@@ -332,13 +386,12 @@ impl Worker {
             self.in_flight -= 1;
         }
         self.live -= 1;
-        debug!("connection to {} closed: {error}", self.plan.addr);
+        debug!("connection to {} closed: {error}", self.plan.target);
         self.tally.error(error);
     }
 
-    /// Fails every connect and every echo that has taken too long.
-    fn expire(&mut self, now: Instant) {
-        let reply_timeout = REPLY_TIMEOUT.min(self.plan.duration);
+    /// Fails every connect that has taken too long.
+    fn expire_connects(&mut self, now: Instant) {
         for slot in 0..self.connections.len() {
             let Some(connection) = &self.connections[slot] else {
                 continue;
@@ -348,8 +401,34 @@ impl Worker {
                 self.connecting -= 1;
                 let error = timed_out(format!("connect timed out after {CONNECT_TIMEOUT:?}"));
                 self.count_connect_error(&error);
-            } else if connection.is_in_flight() && connection.is_overdue(reply_timeout, now) {
-                let error = timed_out(format!("no complete echo within {reply_timeout:?}"));
+            }
+        }
+    }
+
+    /// Fails every connection whose echo has taken too long; over UDP,
+    /// counts every datagram unanswered for [`LOSS_TIMEOUT`] as lost and
+    /// carries on with the next.
+    fn expire_replies(&mut self, now: Instant, deadline: Instant) {
+        let datagrams = self.plan.target.is_datagram();
+        let timeout = if datagrams {
+            LOSS_TIMEOUT
+        } else {
+            REPLY_TIMEOUT.min(self.plan.duration)
+        };
+        for slot in 0..self.connections.len() {
+            let Some(connection) = self.connections[slot].as_mut() else {
+                continue;
+            };
+            if !connection.is_in_flight() || !connection.is_overdue(timeout, now) {
+                continue;
+            }
+            if datagrams {
+                connection.give_up();
+                self.in_flight -= 1;
+                self.tally.lost += 1;
+                self.carry_on(slot, now, deadline);
+            } else {
+                let error = timed_out(format!("no complete echo within {timeout:?}"));
                 self.fail(slot, &error);
             }
         }
@@ -399,16 +478,23 @@ mod tests {
     use super::*;
     use crate::loopback;
     use crate::start::StartLine;
+    use crate::target::Target;
     use std::net::SocketAddr;
 
     /// Message size of the runs.
     const SIZE: usize = 64;
 
-    /// A closed-loop run of `connections` clients against `addr` for
+    /// A closed-loop run of `connections` TCP clients against `addr` for
     /// `duration`.
     fn plan(addr: SocketAddr, connections: usize, duration: Duration) -> Plan {
+        plan_to(Target::Tcp(addr), connections, duration)
+    }
+
+    /// A closed-loop run of `connections` clients against `target` for
+    /// `duration`.
+    fn plan_to(target: Target, connections: usize, duration: Duration) -> Plan {
         Plan {
-            addr,
+            target,
             connections,
             size: SIZE,
             duration,
@@ -490,7 +576,7 @@ mod tests {
         assert_eq!(worker.connecting, 1);
         // Whether or not the kernel has finished it, the connect is under
         // way until an event says otherwise, and none is taken here.
-        worker.expire(Instant::now() + CONNECT_TIMEOUT);
+        worker.expire_connects(Instant::now() + CONNECT_TIMEOUT);
         assert!(worker.connections[0].is_none());
         assert_eq!((worker.connecting, worker.tally.connect_errors), (0, 1));
         let reason = worker.tally.first_connect_error.as_deref();
@@ -499,6 +585,113 @@ mod tests {
             "{reason:?}"
         );
         assert_eq!(worker.counters.settled.load(Ordering::Relaxed), 1);
+    }
+
+    /// Asserts that `tally` has no connect error, error, mismatch or loss.
+    fn assert_clean(tally: &Tally) {
+        assert_eq!(
+            (
+                tally.connect_errors,
+                tally.errors,
+                tally.mismatches,
+                tally.lost
+            ),
+            (0, 0, 0, 0),
+            "{:?} {:?}",
+            tally.first_connect_error,
+            tally.first_error
+        );
+    }
+
+    #[test]
+    fn over_a_unix_socket_every_connection_opens_and_messages_come_back() {
+        let target = loopback::serve_unix(3, loopback::echo);
+        let (tally, _) = run(plan_to(target, 3, Duration::from_millis(300)));
+        assert_eq!(tally.opened, 3);
+        assert_clean(&tally);
+        assert!(tally.messages > 0);
+    }
+
+    #[test]
+    fn over_udp_every_socket_opens_and_datagrams_come_back_without_loss() {
+        let addr = loopback::serve_udp(loopback::echo_datagram);
+        let (tally, _) = run(plan_to(Target::Udp(addr), 2, Duration::from_millis(300)));
+        assert_eq!(tally.opened, 2);
+        assert_clean(&tally);
+        assert!(tally.messages > 0);
+        assert_eq!(tally.bytes, tally.messages * SIZE as u64);
+    }
+
+    #[test]
+    fn a_udp_server_that_answers_every_other_datagram_loses_the_rest() {
+        let mut received = 0_u64;
+        let addr = loopback::serve_udp(move |socket, datagram, from| {
+            received += 1;
+            match received % 2 {
+                0 => Ok(()),
+                _ => loopback::echo_datagram(socket, datagram, from),
+            }
+        });
+        let (tally, _) = run(plan_to(Target::Udp(addr), 1, Duration::from_millis(300)));
+        // The first datagram is answered, the second lost after a second,
+        // which ends the run.
+        assert_eq!((tally.messages, tally.lost), (1, 1));
+        assert_eq!((tally.errors, tally.mismatches), (0, 0));
+    }
+
+    #[test]
+    fn a_datagram_unanswered_for_the_loss_timeout_is_lost_and_the_next_goes_out() {
+        let addr = loopback::serve_udp(|_, _, _| Ok(()));
+        let mut worker = worker(plan_to(Target::Udp(addr), 1, Duration::from_secs(10)));
+        worker
+            .connect_all(&mut Events::with_capacity(8))
+            .expect("the event loop works");
+        assert_eq!(worker.live, 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let before = Instant::now();
+        worker.send(0);
+        let after = Instant::now();
+        worker.expire_replies(before + LOSS_TIMEOUT - Duration::from_millis(1), deadline);
+        assert_eq!((worker.tally.lost, worker.in_flight), (0, 1));
+        worker.expire_replies(after + LOSS_TIMEOUT, deadline);
+        assert_eq!(
+            (worker.tally.lost, worker.in_flight),
+            (1, 1),
+            "the next is sent"
+        );
+        // Past the deadline, a loss sends nothing more.
+        worker.expire_replies(deadline + LOSS_TIMEOUT, deadline);
+        assert_eq!((worker.tally.lost, worker.in_flight), (2, 0));
+        assert_eq!((worker.live, worker.tally.errors), (1, 0));
+    }
+
+    #[test]
+    fn a_full_unix_accept_queue_holds_a_connect_back_until_the_server_accepts() {
+        let (listener, target) = loopback::unix_listener();
+        // Linux counts the queue full only past the backlog: 0 holds one.
+        socket2::SockRef::from(&listener)
+            .listen(0)
+            .expect("a listener's backlog can be changed");
+        // On Linux the read timeout bounds accept() too.
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(loopback::TIMEOUT))
+            .expect("a listener takes a timeout");
+        let mut worker = worker(plan_to(target, 3, Duration::from_secs(1)));
+        assert!(worker.open(0));
+        assert!(!worker.open(1), "the queue holds one client");
+        assert_eq!((worker.connecting, worker.tally.connect_errors), (1, 0));
+        listener.accept().expect("the first client is queued");
+        assert!(worker.open(1));
+        assert_eq!(worker.connecting, 2);
+        // Full for the connect timeout: the connect fails.
+        worker.queue_full_since = Instant::now().checked_sub(CONNECT_TIMEOUT);
+        assert!(worker.open(2));
+        assert_eq!((worker.connecting, worker.tally.connect_errors), (2, 1));
+        let reason = worker.tally.first_connect_error.as_deref();
+        assert!(
+            reason.is_some_and(|reason| reason.contains("accept queue stayed full")),
+            "{reason:?}"
+        );
     }
 
     #[test]
