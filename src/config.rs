@@ -76,6 +76,10 @@ pub struct Config {
     pub udp_rate: Option<NonZeroU32>,
     /// Sources the UDP rate does not apply to.
     pub udp_rate_exempt: Vec<Cidr>,
+    /// Serves TLS on every stream listener (TCP and Unix), after the PROXY
+    /// header when there is one; `None` serves plain bytes.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl Default for Config {
@@ -96,6 +100,8 @@ impl Default for Config {
             udp: false,
             udp_rate: Some(DEFAULT_UDP_RATE),
             udp_rate_exempt: default_udp_rate_exempt(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -19,6 +19,20 @@ use crate::proxy_protocol::{self, Header};
 use crate::stats::{Counters, Rejection};
 use crate::stop::{Phase, Stop};
 use crate::stream::{PeerAddr, Plain, Socket, Stream};
+#[cfg(feature = "tls")]
+use crate::tls::{Session, Tls};
+
+/// Without TLS built in, no session ever exists.
+#[cfg(not(feature = "tls"))]
+enum Session {}
+
+#[cfg(not(feature = "tls"))]
+impl Session {
+    /// Never called: there is no session.
+    fn over<'a, S: Socket + ?Sized>(&'a mut self, _: &'a S) -> Plain<'a, S> {
+        match *self {}
+    }
+}
 
 /// Size of the first read buffer, on the thread's stack: a typical message
 /// fits, and it shares the stack pages the thread touches anyway, so an
@@ -52,6 +66,9 @@ pub(crate) struct Client<S: ?Sized> {
 pub(crate) struct Handler {
     /// Whether a PROXY header comes first, and who may be served.
     config: Arc<Config>,
+    /// The TLS state, when clients speak TLS.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<Tls>>,
     /// Where bytes echoed and rejections are counted.
     counters: Arc<Counters>,
     /// Whether the server is closing its clients, to say why one ended.
@@ -119,9 +136,17 @@ impl Handler {
     pub(crate) fn new(config: Arc<Config>, counters: Arc<Counters>, stop: Arc<Stop>) -> Handler {
         Handler {
             config,
+            #[cfg(feature = "tls")]
+            tls: None,
             counters,
             stop,
         }
+    }
+
+    /// The same handler, serving TLS with `tls`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(self, tls: Option<Arc<Tls>>) -> Handler {
+        Handler { tls, ..self }
     }
 
     /// Whether clients are logged once their PROXY header is read rather
@@ -165,13 +190,23 @@ impl Handler {
             (peer, Vec::new())
         };
         let mut echoed = 0;
-        let end = echo(
-            &mut Plain(socket.socket()),
-            &socket,
-            &peer,
-            &pending,
-            &mut echoed,
-        );
+        let end = match self.tls_handshake(socket.socket(), &peer, &pending) {
+            Ok(Some(mut session)) => echo(
+                &mut session.over(socket.socket()),
+                &socket,
+                &peer,
+                &[],
+                &mut echoed,
+            ),
+            Ok(None) => echo(
+                &mut Plain(socket.socket()),
+                &socket,
+                &peer,
+                &pending,
+                &mut echoed,
+            ),
+            Err(rejection) => return self.counters.reject(peer, &rejection),
+        };
         let end = if socket.timed_out() {
             End::IdleTimeout
         } else if matches!(self.stop.phase(), Phase::Closing | Phase::Stopped) {
@@ -185,6 +220,36 @@ impl Handler {
             "{peer} disconnected: {end}, {echoed} bytes echoed in {:.3?}",
             started.elapsed()
         );
+    }
+
+    /// With TLS, completes the handshake (`pending` being its first bytes)
+    /// and logs the client certificate's subject, if any; without, `None`.
+    #[cfg(feature = "tls")]
+    fn tls_handshake<S: Socket + ?Sized>(
+        &self,
+        socket: &S,
+        peer: &Peer,
+        pending: &[u8],
+    ) -> Result<Option<Session>, Rejection> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let session = tls.handshake(socket, pending).map_err(Rejection::Tls)?;
+        if let Some(subject) = session.client_subject() {
+            info!("{peer}: TLS client certificate {subject}");
+        }
+        Ok(Some(session))
+    }
+
+    /// Without TLS built in, there is no handshake.
+    #[cfg(not(feature = "tls"))]
+    fn tls_handshake<S: Socket + ?Sized>(
+        &self,
+        _: &S,
+        _: &Peer,
+        _: &[u8],
+    ) -> Result<Option<Session>, Rejection> {
+        Ok(None)
     }
 
     /// Reads the PROXY header and admits the client it names, returning who
@@ -409,7 +474,7 @@ mod tests {
 
     /// The handler of a server with `config`, and its counters.
     fn handler(config: Config) -> (Handler, Arc<Counters>) {
-        let counters = Arc::new(Counters::new(false));
+        let counters = Arc::new(Counters::new(false, false));
         let handler = Handler::new(
             Arc::new(config),
             Arc::clone(&counters),

@@ -51,6 +51,8 @@ mod stop;
 mod stream;
 mod sys;
 mod throttle;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 
 pub use cidr::{Cidr, CidrError};
@@ -65,3 +67,5 @@ pub use resolve::resolve;
 pub use server::{Server, ShutdownHandle};
 pub use stats::Stats;
 pub use sys::raise_open_file_limit;
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_HANDSHAKE_TIMEOUT, TlsConfig};

@@ -30,6 +30,8 @@ use crate::limits::Limits;
 use crate::listeners::{Endpoint, Listener, Listeners};
 use crate::stats::{Counters, Stats};
 use crate::stop::{Phase, Stop};
+#[cfg(feature = "tls")]
+use crate::tls::Tls;
 use crate::udp::{self, Guard};
 
 /// A bound echo server, ready to [`run`](Server::run).
@@ -60,6 +62,9 @@ struct Inner {
     stop: Arc<Stop>,
     /// What the accept loops and client threads count.
     counters: Arc<Counters>,
+    /// The TLS state, when clients speak TLS.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -71,7 +76,7 @@ impl Server {
     /// (`cannot listen on 127.0.0.1:8000: Address already in use`), or if a
     /// name yields no address the machine has.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        Ok(Server::new(Listeners::bind(config)?, config))
+        Server::new(Listeners::bind(config)?, config)
     }
 
     /// Serves listening sockets that the caller has already bound: an
@@ -93,24 +98,37 @@ impl Server {
         config: &Config,
     ) -> io::Result<Server> {
         let listeners = listeners.into_iter().map(Into::into).collect();
-        Ok(Server::new(
-            Listeners::inherit(listeners, config.udp)?,
-            config,
-        ))
+        Server::new(Listeners::inherit(listeners, config.udp)?, config)
     }
 
     /// A server on `listeners`.
-    fn new(listeners: Listeners, config: &Config) -> Server {
+    fn new(listeners: Listeners, config: &Config) -> io::Result<Server> {
         let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
-        Server {
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(settings) => Some(Arc::new(Tls::new(settings, &config.bind)?)),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<()> = None;
+        Ok(Server {
             inner: Arc::new(Inner {
                 listeners,
                 config: Arc::new(config.clone()),
                 limits: Arc::new(limits),
                 stop: Arc::new(Stop::new()),
-                counters: Arc::new(Counters::new(config.udp)),
+                counters: Arc::new(Counters::new(config.udp, tls.is_some())),
+                #[cfg(feature = "tls")]
+                tls,
             }),
-        }
+        })
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate new clients get, as
+    /// `openssl x509 -fingerprint -sha256` prints it; `None` without TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.inner.tls.as_ref().map(|tls| tls.fingerprint())
     }
 
     /// The TCP addresses the server listens on, with the ports actually
@@ -188,6 +206,8 @@ impl Inner {
             Arc::clone(&self.counters),
             Arc::clone(&self.stop),
         );
+        #[cfg(feature = "tls")]
+        let handler = handler.with_tls(self.tls.clone());
         let spawner = thread::Builder::new()
             .name("echo-spawner".to_owned())
             .spawn_scoped(scope, move || {
@@ -286,6 +306,23 @@ impl ShutdownHandle {
     /// The server's statistics now.
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// Rereads the TLS certificate and key files: new clients get the new
+    /// pair, connected clients keep theirs. Returns the new certificate's
+    /// fingerprint, or `None` when there is nothing to reread (no TLS, or a
+    /// throwaway certificate).
+    ///
+    /// # Errors
+    ///
+    /// Fails, keeping the pair in use, if the files cannot be read or do
+    /// not match.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> io::Result<Option<String>> {
+        match &self.inner.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(None),
+        }
     }
 }
 

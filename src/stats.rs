@@ -45,6 +45,11 @@ pub struct Stats {
     /// UDP datagrams dropped: from a port that answers by itself, over
     /// the rate, or refused by the access lists.
     pub datagrams_dropped: u64,
+    /// Whether the server serves TLS.
+    pub tls: bool,
+    /// Connections closed because their TLS handshake failed or did not
+    /// finish in time.
+    pub tls_errors: u64,
     /// How long the server has been running.
     pub uptime: Duration,
 }
@@ -63,6 +68,9 @@ impl fmt::Display for Stats {
             self.bytes_echoed,
             self.uptime,
         )?;
+        if self.tls {
+            write!(f, ", {} failed TLS handshakes", self.tls_errors)?;
+        }
         if self.udp {
             write!(
                 f,
@@ -108,14 +116,21 @@ pub(crate) struct Counters {
     datagrams_dropped: AtomicU64,
     /// Rate limit of the warning about dropped datagrams.
     drops: Throttle,
+    /// Whether the server serves TLS.
+    tls: bool,
+    /// Connections whose TLS handshake failed.
+    tls_errors: AtomicU64,
     /// When the server was created, for the uptime.
     started: Instant,
 }
 
 impl Counters {
-    /// Zero counts, from now, for a server that serves UDP if `udp`.
-    pub(crate) fn new(udp: bool) -> Counters {
+    /// Zero counts, from now, for a server that serves UDP if `udp` and
+    /// TLS if `tls`.
+    pub(crate) fn new(udp: bool, tls: bool) -> Counters {
         Counters {
+            tls,
+            tls_errors: AtomicU64::new(0),
             udp,
             datagrams_echoed: AtomicU64::new(0),
             datagrams_dropped: AtomicU64::new(0),
@@ -163,6 +178,8 @@ impl Counters {
         let counter = match why {
             Rejection::Denied | Rejection::UntrustedProxy => &self.denied,
             Rejection::BadHeader(_) => &self.proxy_errors,
+            #[cfg(feature = "tls")]
+            Rejection::Tls(_) => &self.tls_errors,
             Rejection::Limit(_) | Rejection::NoThread(_) | Rejection::NoDescriptor => {
                 &self.rejected
             }
@@ -198,6 +215,8 @@ impl Counters {
                 0
             },
             cut,
+            tls: self.tls,
+            tls_errors: self.tls_errors.load(Ordering::Relaxed),
             udp: self.udp,
             datagrams_echoed: self.datagrams_echoed.load(Ordering::Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
@@ -217,6 +236,9 @@ pub(crate) enum Rejection {
     UntrustedProxy,
     /// The PROXY header was missing, malformed or late.
     BadHeader(io::Error),
+    /// The TLS handshake failed or did not finish in time.
+    #[cfg(feature = "tls")]
+    Tls(io::Error),
     /// No thread could be started for the client.
     NoThread(io::Error),
     /// The process is out of descriptors: the client was accepted with the
@@ -231,6 +253,8 @@ impl fmt::Display for Rejection {
             Rejection::Denied => f.write_str("denied by the access lists"),
             Rejection::UntrustedProxy => f.write_str("not allowed to send PROXY headers"),
             Rejection::BadHeader(error) => write!(f, "bad PROXY header: {error}"),
+            #[cfg(feature = "tls")]
+            Rejection::Tls(error) => write!(f, "TLS handshake failed: {error}"),
             Rejection::NoThread(error) => write!(f, "cannot start a thread: {error}"),
             Rejection::NoDescriptor => f.write_str("out of file descriptors"),
         }
@@ -243,7 +267,7 @@ mod tests {
 
     #[test]
     fn each_rejection_is_counted_under_its_own_name() {
-        let counters = Counters::new(false);
+        let counters = Counters::new(false, false);
         counters.reject("a", &Rejection::Denied);
         counters.reject("b", &Rejection::UntrustedProxy);
         counters.reject("c", &Rejection::BadHeader(io::Error::other("late")));
@@ -261,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_shutdown_counts_show_once_stopping() {
-        let counters = Counters::new(false);
+        let counters = Counters::new(false, false);
         let running = counters.stats((2, 3), false, (0, 0)).to_string();
         assert!(!running.contains("at shutdown"), "{running}");
         let stopped = counters.stats((0, 3), true, (3, 1));

@@ -317,6 +317,9 @@ pub struct ServerProcess {
     /// Everything the `Listening on` lines name, as printed
     /// (`127.0.0.1:8000`, `udp:127.0.0.1:8000`, `unix:/run/echo.sock`).
     pub endpoints: Vec<String>,
+    /// Every line the server printed on standard output as it started
+    /// (the `Listening on` lines, then the TLS certificate's fingerprint).
+    pub announced: Vec<String>,
     /// What the server has logged so far.
     pub log: Arc<Mutex<String>>,
     log_thread: Option<JoinHandle<()>>,
@@ -352,7 +355,11 @@ impl ServerProcess {
             .unwrap_or_else(|error| panic!("start {description}: {error}"));
         let log = Arc::new(Mutex::new(String::new()));
         let log_thread = collect(child.stderr.take().expect("stderr is piped"), &log);
-        let endpoints = read_listening_lines(child.stdout.take().expect("stdout is piped"));
+        let announced = read_listening_lines(child.stdout.take().expect("stdout is piped"));
+        let endpoints: Vec<String> = announced
+            .iter()
+            .filter_map(|line| Some(line.strip_prefix("Listening on ")?.to_owned()))
+            .collect();
         if endpoints.is_empty() {
             // Killing closes stderr, so the log is complete once collected.
             let _ = child.kill();
@@ -370,6 +377,7 @@ impl ServerProcess {
                 .filter_map(|endpoint| endpoint.parse().ok())
                 .collect(),
             endpoints,
+            announced,
             log,
             log_thread: Some(log_thread),
         }
@@ -526,23 +534,20 @@ fn read_listening_lines(stdout: std::process::ChildStdout) -> Vec<String> {
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let Some(endpoint) = line.strip_prefix("Listening on ") else {
-                break;
-            };
-            if sender.send(endpoint.to_owned()).is_err() {
+            if sender.send(line).is_err() {
                 break;
             }
         }
     });
-    let mut endpoints = Vec::new();
+    let mut lines = Vec::new();
     // The first line may take a while (a cold start); the others follow
     // at once, so a short wait for them is enough.
     let mut wait = EVENT_TIMEOUT;
-    while let Ok(endpoint) = receiver.recv_timeout(wait) {
-        endpoints.push(endpoint);
+    while let Ok(line) = receiver.recv_timeout(wait) {
+        lines.push(line);
         wait = Duration::from_millis(200);
     }
-    endpoints
+    lines
 }
 
 /// Copies `stderr` into `log` until EOF. Bytes that are not UTF-8 are

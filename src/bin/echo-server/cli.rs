@@ -2,6 +2,8 @@
 //! and the library configuration it makes.
 
 use std::num::{NonZeroU32, NonZeroUsize};
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
@@ -135,6 +137,27 @@ pub struct Cli {
     )]
     udp_rate_exempt: Vec<Cidr>,
 
+    /// Serve TLS on every stream listener (TCP and Unix), with a throwaway
+    /// self-signed certificate unless --tls-cert is given
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "ECHO_SERVER_TLS", value_parser = BoolishValueParser::new())]
+    tls: bool,
+
+    /// Certificate chain, PEM; implies --tls
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "PATH", env = "ECHO_SERVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert, PEM
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "PATH", env = "ECHO_SERVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CAs, PEM; implies --tls
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "PATH", env = "ECHO_SERVER_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+
     /// Whether --port or --bind was given, on the command line or in the
     /// environment: with --unix, TCP is served only then.
     #[arg(skip)]
@@ -187,7 +210,26 @@ impl Cli {
             udp: self.udp,
             udp_rate: NonZeroU32::new(self.udp_rate),
             udp_rate_exempt: self.udp_rate_exempt.clone(),
+            #[cfg(feature = "tls")]
+            tls: self.tls_config(),
         }
+    }
+
+    /// The TLS configuration these arguments ask for: TLS is on with
+    /// --tls, --tls-cert or --tls-client-ca.
+    #[cfg(feature = "tls")]
+    fn tls_config(&self) -> Option<echo_server::TlsConfig> {
+        if !(self.tls || self.tls_cert.is_some() || self.tls_client_ca.is_some()) {
+            return None;
+        }
+        let config = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => echo_server::TlsConfig::from_files(cert, key),
+            _ => echo_server::TlsConfig::self_signed(),
+        };
+        Some(match &self.tls_client_ca {
+            Some(ca) => config.with_client_ca(ca),
+            None => config,
+        })
     }
 
     /// The log level these arguments ask for, unless `RUST_LOG` says otherwise.

@@ -6,7 +6,7 @@ mod system;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use echo_server::{Endpoint, Server};
+use echo_server::Server;
 use log::info;
 
 use cli::Cli;
@@ -32,20 +32,32 @@ fn run(cli: &Cli) -> io::Result<()> {
         Some(listeners) => Server::from_listeners(listeners, &config)?,
         None => Server::bind(&config)?,
     };
-    announce(&server.endpoints())?;
+    let mut lines: Vec<String> = server
+        .endpoints()
+        .iter()
+        .map(|endpoint| format!("Listening on {endpoint}"))
+        .collect();
+    #[cfg(feature = "tls")]
+    lines.extend(
+        server
+            .tls_fingerprint()
+            .map(|fingerprint| format!("TLS certificate SHA-256 fingerprint: {fingerprint}")),
+    );
+    announce(&lines)?;
     system::handle_signals(server.handle(), cli.drain_timeout)?;
     let stats = server.run()?;
     info!("stopped: {stats}");
     Ok(())
 }
 
-/// Prints one `Listening on ADDR` line per listener on stdout, flushed, so
-/// that scripts and tests learn the addresses without probing.
-fn announce(endpoints: &[Endpoint]) -> io::Result<()> {
+/// Prints `lines` (one `Listening on ADDR` per listener, then the TLS
+/// certificate's fingerprint) on stdout, flushed, so that scripts and
+/// tests learn the addresses without probing.
+fn announce(lines: &[String]) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    let written = endpoints
+    let written = lines
         .iter()
-        .try_for_each(|endpoint| writeln!(stdout, "Listening on {endpoint}"))
+        .try_for_each(|line| writeln!(stdout, "{line}"))
         .and_then(|()| stdout.flush());
     match written {
         // Nobody reads stdout: the server is still worth running.

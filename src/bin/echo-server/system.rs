@@ -69,8 +69,8 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<Listener>>> {
 ///
 /// SIGTERM drains for `drain_timeout` (closes at once when it is zero);
 /// SIGINT, or any second stop signal, closes every client at once. SIGUSR1
-/// logs the statistics and SIGHUP, with nothing to reload, is logged: the
-/// server goes on.
+/// logs the statistics and SIGHUP rereads the TLS certificate: the server
+/// goes on.
 pub fn handle_signals(handle: ShutdownHandle, drain_timeout: Duration) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])?;
     std::thread::Builder::new()
@@ -82,12 +82,32 @@ pub fn handle_signals(handle: ShutdownHandle, drain_timeout: Duration) -> io::Re
                         let stats = handle.stats();
                         info!("stats: {} connected, {stats}", stats.active);
                     }
-                    SIGHUP => info!("SIGHUP: nothing to reload"),
+                    SIGHUP => reload(&handle),
                     _ => stop(&handle, signal, drain_timeout),
                 }
             }
         })?;
     Ok(())
+}
+
+/// Rereads the TLS certificate and key, as SIGHUP asks; a broken pair is
+/// logged and the one in use kept.
+fn reload(handle: &ShutdownHandle) {
+    #[cfg(feature = "tls")]
+    match handle.reload_tls() {
+        Ok(Some(fingerprint)) => {
+            info!("SIGHUP: TLS certificate reloaded, SHA-256 fingerprint {fingerprint}");
+        }
+        Ok(None) => info!("SIGHUP: nothing to reload"),
+        Err(error) => {
+            log::error!("SIGHUP: cannot reload the TLS certificate, keeping the one in use: {error}");
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = handle;
+        info!("SIGHUP: nothing to reload");
+    }
 }
 
 /// Stops the server as `signal` (SIGINT or SIGTERM) asks.
