@@ -183,11 +183,11 @@ impl Inner {
         scope: &'scope thread::Scope<'scope, '_>,
     ) -> io::Result<()> {
         let (to_spawner, admitted) = mpsc::channel();
-        let handler = Handler::new(
+        let handler = Arc::new(Handler::new(
             Arc::clone(&self.config),
             Arc::clone(&self.counters),
             Arc::clone(&self.stop),
-        );
+        ));
         let spawner = thread::Builder::new()
             .name("echo-spawner".to_owned())
             .spawn_scoped(scope, move || {
