@@ -184,7 +184,7 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 /// Starts a thread for each client `admitted`, in the order they came,
 /// until every accept loop has ended.
 pub(crate) fn spawn_loop(
-    handler: &Handler,
+    handler: &Arc<Handler>,
     stop: &Arc<Stop>,
     counters: &Counters,
     admitted: &Receiver<Admitted>,
@@ -199,10 +199,12 @@ pub(crate) fn spawn_loop(
 }
 
 /// Starts the thread that serves `client`, or closes it.
-fn start(handler: &Handler, stop: &Arc<Stop>, counters: &Counters, client: Admitted) {
+fn start(handler: &Arc<Handler>, stop: &Arc<Stop>, counters: &Counters, client: Admitted) {
     let peer = client.peer.clone();
     let thread = Stop::client_thread(stop);
-    let handler_of_thread = handler.clone();
+    // One pointer, not the handler's own three: the closure stays
+    // allocated for as long as the thread runs.
+    let handler_of_thread = Arc::clone(handler);
     let spawned = thread::Builder::new()
         .name("echo-conn".to_owned())
         .stack_size(CLIENT_STACK_SIZE)

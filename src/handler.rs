@@ -60,9 +60,8 @@ pub(crate) struct Client<S: ?Sized> {
     pub(crate) permit: Permit,
 }
 
-/// What every client thread of a server shares: cheap to clone, one per
-/// thread.
-#[derive(Debug, Clone)]
+/// What every client thread of a server shares, behind one `Arc`.
+#[derive(Debug)]
 pub(crate) struct Handler {
     /// Whether a PROXY header comes first, and who may be served.
     config: Arc<Config>,

@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::config::Config;
 use crate::limits::Tracked;
-use crate::stream::PeerAddr;
+use crate::stream::{PeerAddr, UnixPeer};
 use crate::sys;
 
 /// Pending connections the kernel may queue per listener. Linux caps it at
@@ -342,8 +342,8 @@ impl Listeners {
     pub(crate) fn is_waker(&self, peer: &PeerAddr) -> bool {
         match peer {
             PeerAddr::Ip(addr) => lock(&self.wakers).contains(addr),
-            PeerAddr::Unix { credentials, .. } => {
-                matches!(credentials, Some((pid, _)) if *pid == std::process::id() as i32)
+            PeerAddr::Unix(peer) => {
+                matches!(peer.credentials, Some((pid, _)) if pid == std::process::id() as i32)
             }
         }
     }
@@ -416,10 +416,10 @@ fn accept(listener: &Listener, endpoint: &Endpoint) -> io::Result<Accepted> {
         Listener::Unix(listener) => {
             let (stream, _) = listener.accept()?;
             let credentials = sys::peer_credentials(&stream).ok();
-            let peer = PeerAddr::Unix {
-                socket: endpoint.to_string().into(),
+            let peer = PeerAddr::Unix(Box::new(UnixPeer {
+                socket: endpoint.to_string(),
                 credentials,
-            };
+            }));
             Ok((Incoming::Unix(stream), peer))
         }
     }

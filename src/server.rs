@@ -208,6 +208,7 @@ impl Inner {
         );
         #[cfg(feature = "tls")]
         let handler = handler.with_tls(self.tls.clone());
+        let handler = Arc::new(handler);
         let spawner = thread::Builder::new()
             .name("echo-spawner".to_owned())
             .spawn_scoped(scope, move || {

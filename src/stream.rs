@@ -12,7 +12,6 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A client's connected socket.
@@ -135,13 +134,18 @@ impl Socket for socket2::Socket {
 pub(crate) enum PeerAddr {
     /// A TCP peer, or the client a PROXY header names.
     Ip(SocketAddr),
-    /// A process connected to a Unix socket.
-    Unix {
-        /// The socket it connected to, as listed (`unix:/run/echo.sock`).
-        socket: Arc<str>,
-        /// Its process id and user id, when the kernel tells them.
-        credentials: Option<(i32, u32)>,
-    },
+    /// A process connected to a Unix socket; boxed, so that a TCP peer,
+    /// the common case, costs no more than its address.
+    Unix(Box<UnixPeer>),
+}
+
+/// A process connected to a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnixPeer {
+    /// The socket it connected to, as listed (`unix:/run/echo.sock`).
+    pub(crate) socket: String,
+    /// Its process id and user id, when the kernel tells them.
+    pub(crate) credentials: Option<(i32, u32)>,
 }
 
 impl PeerAddr {
@@ -149,7 +153,7 @@ impl PeerAddr {
     pub(crate) fn ip(&self) -> Option<std::net::IpAddr> {
         match self {
             PeerAddr::Ip(addr) => Some(addr.ip()),
-            PeerAddr::Unix { .. } => None,
+            PeerAddr::Unix(_) => None,
         }
     }
 }
@@ -158,14 +162,10 @@ impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddr::Ip(addr) => write!(f, "{addr}"),
-            PeerAddr::Unix {
-                socket,
-                credentials: Some((pid, uid)),
-            } => write!(f, "{socket} pid {pid} uid {uid}"),
-            PeerAddr::Unix {
-                socket,
-                credentials: None,
-            } => write!(f, "{socket}"),
+            PeerAddr::Unix(peer) => match peer.credentials {
+                Some((pid, uid)) => write!(f, "{} pid {pid} uid {uid}", peer.socket),
+                None => write!(f, "{}", peer.socket),
+            },
         }
     }
 }
@@ -208,5 +208,16 @@ impl<S: Socket + ?Sized> Stream for Plain<'_, S> {
             Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_costs_no_more_than_a_socket_address() {
+        // Every client's thread keeps its peer for as long as it runs.
+        assert_eq!(size_of::<PeerAddr>(), size_of::<SocketAddr>());
     }
 }
