@@ -154,16 +154,18 @@ impl Tls {
     ) -> io::Result<Session> {
         let config = Arc::clone(&self.read().0);
         let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        let mut pending = pending;
-        while !pending.is_empty() {
-            conn.read_tls(&mut pending)?;
-        }
         let until = Instant::now() + self.settings.handshake_timeout;
-        let mut plain = Plain(socket);
+        let mut plain = Prefixed {
+            pending,
+            socket: Plain(socket),
+        };
         while conn.is_handshaking() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake timed out",
+                ));
             }
             socket.set_read_timeout(Some(left))?;
             match conn.complete_io(&mut plain) {
@@ -173,7 +175,10 @@ impl Tls {
                 Ok(_) => {}
                 // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "handshake timed out",
+                    ));
                 }
                 Err(error) => return Err(error),
             }
@@ -192,6 +197,33 @@ impl Tls {
         self.current
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A socket whose first bytes were read already: they come first.
+struct Prefixed<'a, S: ?Sized> {
+    /// The bytes read already.
+    pending: &'a [u8],
+    /// The socket the rest comes from.
+    socket: Plain<'a, S>,
+}
+
+impl<S: Socket + ?Sized> Read for Prefixed<'_, S> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            return self.socket.read(buffer);
+        }
+        self.pending.read(buffer)
+    }
+}
+
+impl<S: Socket + ?Sized> Write for Prefixed<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.socket.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -272,9 +304,10 @@ fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> io::Result<(Arc<ServerConfig>, String)> {
-    let fingerprint = chain.first().map(|leaf| fingerprint(leaf)).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "no certificate in the chain")
-    })?;
+    let fingerprint = chain
+        .first()
+        .map(|leaf| fingerprint(leaf))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no certificate in the chain"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -303,8 +336,14 @@ fn server_config(
 
 /// A self-signed certificate for `localhost`, the loopback addresses and
 /// `names`, and its key.
-fn throwaway(names: &[String]) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let mut subject_names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+fn throwaway(
+    names: &[String],
+) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let mut subject_names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     for name in names {
         let name = name.trim_matches(['[', ']']);
         let unspecified = name.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
@@ -342,9 +381,10 @@ fn read_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
 fn pem_error(error: rustls::pki_types::pem::Error) -> io::Error {
     match error {
         rustls::pki_types::pem::Error::Io(error) => error,
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            io::Error::new(io::ErrorKind::InvalidData, "no PEM item of the kind wanted in it")
-        }
+        rustls::pki_types::pem::Error::NoItemsFound => io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no PEM item of the kind wanted in it",
+        ),
         other => io::Error::new(io::ErrorKind::InvalidData, format!("not PEM: {other:?}")),
     }
 }

@@ -145,12 +145,22 @@ pub struct Cli {
 
     /// Certificate chain, PEM; implies --tls
     #[cfg(feature = "tls")]
-    #[arg(long, value_name = "PATH", env = "ECHO_SERVER_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ECHO_SERVER_TLS_CERT",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
 
     /// Private key of --tls-cert, PEM
     #[cfg(feature = "tls")]
-    #[arg(long, value_name = "PATH", env = "ECHO_SERVER_TLS_KEY", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ECHO_SERVER_TLS_KEY",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
 
     /// Require client certificates signed by these CAs, PEM; implies --tls

@@ -32,6 +32,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         Some(listeners) => Server::from_listeners(listeners, &config)?,
         None => Server::bind(&config)?,
     };
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut lines: Vec<String> = server
         .endpoints()
         .iter()

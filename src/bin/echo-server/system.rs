@@ -100,7 +100,9 @@ fn reload(handle: &ShutdownHandle) {
         }
         Ok(None) => info!("SIGHUP: nothing to reload"),
         Err(error) => {
-            log::error!("SIGHUP: cannot reload the TLS certificate, keeping the one in use: {error}");
+            log::error!(
+                "SIGHUP: cannot reload the TLS certificate, keeping the one in use: {error}"
+            );
         }
     }
     #[cfg(not(feature = "tls"))]
