@@ -636,3 +636,23 @@ backend echo
     let _ = balancer.kill();
     let _ = balancer.wait();
 }
+
+#[test]
+fn tls_is_served_on_unix_sockets_too() {
+    let dir = Dir::new();
+    let socket = dir.arg("tls.sock");
+    let server = ServerProcess::spawn(echo_server().args(["--unix", &socket, "--tls"]));
+    let announced = announced_fingerprint(&server);
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(client_config(None, None), name).unwrap();
+    let mut tls = StreamOwned::new(conn, stream);
+    tls.write_all(b"over a Unix socket").unwrap();
+    let mut reply = [0; 18];
+    tls.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"over a Unix socket");
+    let seen = fingerprint(&tls.conn.peer_certificates().expect("a certificate")[0]);
+    assert_eq!(seen, announced);
+}
