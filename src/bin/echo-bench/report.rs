@@ -226,6 +226,7 @@ mod tests {
     fn report() -> Report {
         let plan = Plan {
             target: Target::Tcp("127.0.0.1:8000".parse().expect("a valid address")),
+            tls: None,
             connections: 10,
             size: 100,
             duration: Duration::from_secs(2),
