@@ -1,6 +1,6 @@
 //! `echo-bench` against the in-process server and against test servers that
 //! misbehave: corrupting replies, echoing in pieces, stalling, or absent;
-//! over Unix sockets and UDP against small echo servers written here.
+//! over Unix sockets, UDP and TLS against small echo servers written here.
 
 mod common;
 
@@ -415,4 +415,183 @@ fn an_unresolvable_host_is_an_error_naming_it() {
             .contains("error: cannot resolve no-such-host.invalid"),
         "{run}"
     );
+}
+
+/// Runs over TLS against a rustls echo server written here.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use rcgen::{CertificateParams, CertifiedKey, DnType, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+    /// A directory of PEM files in the temporary directory, named after
+    /// this process and a test; removed with its files on drop.
+    struct PemDir {
+        /// Where it is.
+        dir: PathBuf,
+    }
+
+    impl PemDir {
+        /// A fresh, empty directory for `test`.
+        fn new(test: &str) -> PemDir {
+            let name = format!("echo-bench-tls-{}-{test}", std::process::id());
+            let dir = std::env::temp_dir().join(name);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir)
+                .unwrap_or_else(|error| panic!("create {}: {error}", dir.display()));
+            PemDir { dir }
+        }
+
+        /// Writes `certificate`'s certificate to the file `name` and
+        /// returns its path, as `--ca` takes it.
+        fn certificate(&self, name: &str, certificate: &CertifiedKey<KeyPair>) -> String {
+            let path = self.dir.join(name);
+            std::fs::write(&path, certificate.cert.pem())
+                .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+            path.to_str()
+                .expect("the temporary directory is UTF-8")
+                .to_owned()
+        }
+    }
+
+    impl Drop for PemDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A self-signed certificate for localhost and 127.0.0.1 whose subject
+    /// is `name`, and its key.
+    fn certificate(name: &str) -> CertifiedKey<KeyPair> {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let mut params = CertificateParams::new(names).expect("valid names");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let signing_key = KeyPair::generate().expect("a key can be made");
+        let cert = params.self_signed(&signing_key).expect("valid parameters");
+        CertifiedKey { cert, signing_key }
+    }
+
+    /// A TLS echo server on 127.0.0.1 that presents `identity`, a thread
+    /// per client, until no client has come for [`common::IO_TIMEOUT`].
+    fn tls_echo_server(identity: &CertifiedKey<KeyPair>) -> SocketAddr {
+        let key = PrivatePkcs8KeyDer::from(identity.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring has safe protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![identity.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+            .expect("the key is the certificate's");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+        // On Linux the read timeout bounds accept() too.
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(common::IO_TIMEOUT))
+            .expect("a listener takes a timeout");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        thread::spawn(move || {
+            while let Ok((stream, _)) = listener.accept() {
+                let config = Arc::clone(&config);
+                thread::spawn(move || echo_tls(stream, config));
+            }
+        });
+        addr
+    }
+
+    /// Makes the handshake with one client, then echoes what it sends
+    /// until it closes.
+    fn echo_tls(stream: TcpStream, config: Arc<ServerConfig>) -> io::Result<()> {
+        common::set_timeouts(&stream);
+        let session = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut tls = StreamOwned::new(session, stream);
+        let mut buffer = [0; 4096];
+        loop {
+            match tls.read(&mut buffer)? {
+                0 => return Ok(()),
+                read => tls.write_all(&buffer[..read])?,
+            }
+            tls.flush()?;
+        }
+    }
+
+    #[test]
+    fn trusting_the_server_certificate_messages_come_back_and_the_handshake_is_timed() {
+        let pems = PemDir::new("trusted");
+        let server = certificate("echo-bench test server");
+        let ca = pems.certificate("ca.pem", &server);
+        let addr = tls_echo_server(&server);
+        let run = bench_at(
+            addr,
+            &["--tls", "--ca", &ca, "-c", "3", "-d", "1s", "--json"],
+        );
+        assert_clean_json(&run);
+        let json = report(&run);
+        assert_eq!(count(&json, "connections"), 3, "{run}");
+        let handshakes = &json["tls_handshake_us"];
+        for key in ["p90", "p99", "p999", "max"] {
+            assert!(handshakes[key].is_f64(), "no tls_handshake_us.{key}\n{run}");
+        }
+        let p50 = handshakes["p50"].as_f64().unwrap_or_default();
+        assert!(p50 > 0.0, "tls_handshake_us.p50 is not above 0\n{run}");
+    }
+
+    #[test]
+    fn insecure_takes_the_certificate_unverified_and_the_report_says_so() {
+        let addr = tls_echo_server(&certificate("echo-bench test server"));
+        let run = bench_at(addr, &["--tls", "--insecure", "-c", "2", "-d", "1s"]);
+        assert_eq!(run.code, Some(0), "{run}");
+        for label in [
+            format!(
+                "Target:       {addr} over TLS (server name 127.0.0.1, certificate not verified)\n"
+            ),
+            "2 opened, 0 failed".to_owned(),
+            "TLS handshake: p50 ".to_owned(),
+            "Errors:       0".to_owned(),
+        ] {
+            assert!(run.stdout.contains(&label), "no {label:?}\n{run}");
+        }
+    }
+
+    #[test]
+    fn a_server_certificate_from_another_ca_gives_connect_errors_with_the_reason() {
+        let pems = PemDir::new("other-ca");
+        let other = pems.certificate("other.pem", &certificate("echo-bench other CA"));
+        let addr = tls_echo_server(&certificate("echo-bench test server"));
+        let run = bench_at(
+            addr,
+            &["--tls", "--ca", &other, "-c", "2", "-d", "1s", "--json"],
+        );
+        assert_eq!(run.code, Some(1), "{run}");
+        assert_no_panic(&run);
+        let json = report(&run);
+        assert_eq!(count(&json, "connect_errors"), 2, "{run}");
+        assert_eq!(count(&json, "connections"), 0, "{run}");
+        let reason =
+            format!("error: cannot connect to {addr}: invalid peer certificate: UnknownIssuer");
+        assert!(run.stderr.contains(&reason), "{run}");
+    }
+
+    #[test]
+    fn tls_without_a_stream_or_a_way_to_verify_the_server_is_a_usage_error() {
+        for (args, says) in [
+            (&["--tls", "--insecure", "--udp"][..], "--udp"),
+            (
+                &["--tls"],
+                "no CA to verify the server with: give --ca PATH or --insecure",
+            ),
+            (&["--insecure"], "--tls"),
+            (&["--tls", "--insecure", "--cert", "client.pem"], "--key"),
+        ] {
+            let run = bench(args);
+            assert_eq!(run.code, Some(2), "{run}");
+            assert!(run.stdout.is_empty(), "{run}");
+            assert!(run.stderr.contains(says), "no {says:?}\n{run}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, error::ErrorKind};
 
 use crate::target;
+use crate::tls::TlsArgs;
 
 /// Largest message accepted: every connection holds a little more than one
 /// message, so the size bounds the generator's memory.
@@ -16,9 +17,12 @@ const MAX_SIZE: u32 = 64 * 1024 * 1024;
 /// UDP datagram carries.
 pub const MAX_DATAGRAM: u32 = 65_507;
 
-/// Opens many connections to an echo server (TCP, a Unix socket or UDP),
-/// sends random messages on each, checks every reply byte for byte, and
-/// reports throughput and latency.
+/// Opens many connections to an echo server (TCP, a Unix socket or UDP,
+/// TLS over TCP or a Unix socket), sends random messages on each, checks
+/// every reply byte for byte, and reports throughput and latency.
+///
+/// The TLS flags are there when echo-bench is built with the feature `tls`
+/// (a default one); without it, `--tls` is an unknown flag.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Cli {
@@ -78,6 +82,10 @@ pub struct Cli {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
+
+    /// The TLS flags.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl Cli {
@@ -96,8 +104,9 @@ impl Cli {
     }
 
     /// What clap cannot check flag by flag: a message over UDP fits in one
-    /// datagram.
+    /// datagram; TLS has a way to verify the server, or is told not to.
     fn check(&self) -> Result<(), String> {
+        self.tls.check()?;
         if self.udp && self.size > MAX_DATAGRAM {
             return Err(format!(
                 "invalid value '{}' for '--size <BYTES>': with --udp, at most {MAX_DATAGRAM} \
@@ -194,5 +203,53 @@ mod tests {
         }
         let error = parse(&["--unix", ""]).expect_err("an empty path");
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_goes_over_a_stream_with_a_way_to_verify_the_server_and_its_flags_need_it() {
+        let insecure = parse(&["--tls", "--insecure"]).expect("parses");
+        assert!(insecure.check().is_ok());
+        let unix = parse(&["--tls", "--ca", "ca.pem", "--unix", "@echo"]).expect("parses");
+        assert!(unix.check().is_ok());
+        let error = parse(&["--tls"])
+            .expect("parses")
+            .check()
+            .expect_err("nothing to verify the server with");
+        assert_eq!(error, crate::tls::NO_CA);
+        for (args, kind) in [
+            (
+                &["--tls", "--insecure", "--udp"][..],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["--tls", "--ca", "ca.pem", "--insecure"],
+                ErrorKind::ArgumentConflict,
+            ),
+            (&["--ca", "ca.pem"], ErrorKind::MissingRequiredArgument),
+            (&["--insecure"], ErrorKind::MissingRequiredArgument),
+            (
+                &["--tls", "--insecure", "--cert", "c.pem"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["--tls", "--insecure", "--key", "k.pem"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["--tls", "--insecure", "--server-name", "not a name"],
+                ErrorKind::ValueValidation,
+            ),
+        ] {
+            let error = parse(args).expect_err("refused");
+            assert_eq!(error.kind(), kind, "{args:?}");
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_feature_tls_there_is_no_tls_flag() {
+        let error = parse(&["--tls"]).expect_err("no such flag");
+        assert_eq!(error.kind(), ErrorKind::UnknownArgument);
     }
 }

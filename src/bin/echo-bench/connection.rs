@@ -1,8 +1,9 @@
-//! One client connection: a non-blocking connect, then round trips of one
-//! random message each, written and read back as the socket allows. Over
-//! TCP and Unix sockets a message is a run of bytes that may go and come
-//! back in pieces; over UDP it is one datagram, numbered as [`datagram`]
-//! says, and the echo is the datagram that answers it.
+//! One client connection: a non-blocking connect (and TLS handshake), then
+//! round trips of one random message each, written and read back as the
+//! socket allows. Over TCP and Unix sockets, TLS or not, a message is a run
+//! of bytes that may go and come back in pieces; over UDP it is one
+//! datagram, numbered as [`datagram`] says, and the echo is the datagram
+//! that answers it.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use log::debug;
 use crate::datagram::{self, Reply};
 use crate::socket::Socket;
 use crate::target::Target;
+use crate::tls::Tls;
 
 /// How many distinct starting points a connection's messages are cut from:
 /// consecutive messages never start at the same one, so a server that
@@ -23,6 +25,9 @@ const ROTATION: usize = 1024;
 enum Phase {
     /// The non-blocking connect has not completed yet.
     Connecting,
+    /// Connected, the TLS handshake under way; without TLS, a step passed
+    /// at once.
+    Handshaking,
     /// Connected, no message outstanding: the last one's echo is back, or
     /// its datagram was given up as lost.
     Idle,
@@ -69,19 +74,31 @@ pub struct Connection {
     /// When the connect began, then when the current message's first byte
     /// was written: what the timeouts count from.
     since: Instant,
+    /// When the connect completed: where the TLS handshake time counts
+    /// from, since the handshake's first message goes then.
+    connected: Instant,
+    /// How long the TLS handshake took, once done; `None` without TLS.
+    handshake: Option<Duration>,
     /// When the next message is due, in periodic mode.
     pub due: Instant,
 }
 
 impl Connection {
-    /// Starts a non-blocking connect to `target`; the caller registers the
-    /// socket and calls [`Connection::finish_connect`] when it is writable.
+    /// Starts a non-blocking connect to `target`, to speak `tls` over it if
+    /// given; the caller registers the socket and calls
+    /// [`Connection::finish_connect`] on every event until it is
+    /// established.
     ///
     /// # Errors
     ///
     /// Fails as [`Socket::connect`] does.
-    pub fn open(target: &Target, size: usize, rng: &mut fastrand::Rng) -> io::Result<Connection> {
-        let socket = Socket::connect(target)?;
+    pub fn open(
+        target: &Target,
+        tls: Option<&Tls>,
+        size: usize,
+        rng: &mut fastrand::Rng,
+    ) -> io::Result<Connection> {
+        let socket = Socket::connect(target, tls)?;
         let mut pattern = vec![0; size + ROTATION];
         rng.fill(&mut pattern);
         let now = Instant::now();
@@ -96,6 +113,8 @@ impl Connection {
             differs: false,
             numbered: 0,
             since: now,
+            connected: now,
+            handshake: None,
             due: now,
         })
     }
@@ -105,9 +124,21 @@ impl Connection {
         &mut self.socket
     }
 
-    /// Whether the connect is still under way.
+    /// Whether the connection is not established yet: its connect, or its
+    /// TLS handshake, is under way.
     pub fn is_connecting(&self) -> bool {
-        self.phase == Phase::Connecting
+        matches!(self.phase, Phase::Connecting | Phase::Handshaking)
+    }
+
+    /// Whether the connect is complete and the TLS handshake under way.
+    pub fn is_handshaking(&self) -> bool {
+        self.phase == Phase::Handshaking
+    }
+
+    /// How long the TLS handshake took, from the connect's completion to
+    /// the handshake's end; `None` without TLS or until it is done.
+    pub fn handshake_time(&self) -> Option<Duration> {
+        self.handshake
     }
 
     /// Whether a message is outstanding.
@@ -115,24 +146,37 @@ impl Connection {
         self.phase == Phase::InFlight
     }
 
-    /// Whether the connect or the current round trip has been going on for
-    /// `timeout` at `now`.
+    /// Whether the connect (with its TLS handshake) or the current round
+    /// trip has been going on for `timeout` at `now`.
     pub fn is_overdue(&self, timeout: Duration, now: Instant) -> bool {
         self.phase != Phase::Idle && now.saturating_duration_since(self.since) >= timeout
     }
 
-    /// Checks a connecting socket after a readiness event: `Ok(true)` once
-    /// connected, `Ok(false)` if the event came before the connect finished.
+    /// Moves a connection that is not established yet on after a
+    /// readiness event: checks its connect, then moves its TLS handshake on
+    /// as far as the socket allows. `Ok(true)` once established (connected
+    /// and, over TLS, the handshake done), `Ok(false)` until then.
     ///
     /// # Errors
     ///
-    /// Fails with the reason the connect failed (refused, unreachable).
+    /// Fails with the reason the connect failed (refused, unreachable) or
+    /// the handshake failed (`invalid peer certificate: UnknownIssuer`).
     pub fn finish_connect(&mut self) -> io::Result<bool> {
-        let connected = self.socket.finish_connect()?;
-        if connected {
-            self.phase = Phase::Idle;
+        if self.phase == Phase::Connecting {
+            if !self.socket.finish_connect()? {
+                return Ok(false);
+            }
+            self.connected = Instant::now();
+            self.phase = Phase::Handshaking;
         }
-        Ok(connected)
+        if !self.socket.handshake()? {
+            return Ok(false);
+        }
+        if self.socket.is_tls() {
+            self.handshake = Some(self.connected.elapsed());
+        }
+        self.phase = Phase::Idle;
+        Ok(true)
     }
 
     /// Starts the next message, cut from a new place in the pattern, and
@@ -215,7 +259,8 @@ impl Connection {
 
     /// Writes what the socket takes of the rest of the message; 0 if it
     /// takes nothing or all was written. A datagram goes whole or not at
-    /// all.
+    /// all. Once all is written, a TLS session may still hold records of
+    /// it that the socket did not take: they go as the socket takes them.
     fn write_some(&mut self) -> io::Result<usize> {
         let message = &self.pattern[self.offset..self.offset + self.size];
         while self.written < self.size {
@@ -230,7 +275,10 @@ impl Connection {
                 Err(error) => return Err(error),
             }
         }
-        Ok(0)
+        match self.socket.flush() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other.map(|()| 0),
+        }
     }
 
     /// Reads what has come back of the echo, never past its end (anything
@@ -334,7 +382,8 @@ mod tests {
         /// most `piece` bytes at a time.
         fn open(target: &Target, piece: usize) -> Driven {
             let mut rng = fastrand::Rng::with_seed(7);
-            let mut connection = Connection::open(target, SIZE, &mut rng).expect("connect starts");
+            let mut connection =
+                Connection::open(target, None, SIZE, &mut rng).expect("connect starts");
             let poll = Poll::new().expect("an event loop can be made");
             poll.registry()
                 .register(
@@ -423,7 +472,7 @@ mod tests {
         // under way until `finish_connect` says otherwise.
         let addr = loopback::serve(1, loopback::echo);
         let connection =
-            Connection::open(&Target::Tcp(addr), SIZE, &mut rng).expect("connect starts");
+            Connection::open(&Target::Tcp(addr), None, SIZE, &mut rng).expect("connect starts");
         let since = connection.since;
         assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
         assert!(connection.is_overdue(timeout, since + timeout));

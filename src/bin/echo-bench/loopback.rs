@@ -198,3 +198,166 @@ where
         reply(stream, &mut buffer[..read])?;
     }
 }
+
+/// Test servers and credentials for TLS.
+#[cfg(feature = "tls")]
+pub mod tls {
+    use std::io::{self, Read, Write};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::server::{ClientHello, ResolvesServerCert, WantsServerCert, WebPkiClientVerifier};
+    use rustls::sign::CertifiedKey;
+    use rustls::{
+        ConfigBuilder, RootCertStore, ServerConfig, ServerConnection, StreamOwned, WantsVerifier,
+    };
+
+    /// A self-signed certificate for `localhost` and 127.0.0.1, and its
+    /// key.
+    pub struct Identity {
+        /// The certificate.
+        certificate: CertificateDer<'static>,
+        /// The certificate as PEM, where `--ca` or `--cert` reads it.
+        pub pem: TempFile,
+        /// The private key as PEM, where `--key` reads it.
+        pub key_pem: TempFile,
+        /// The private key.
+        key: PrivatePkcs8KeyDer<'static>,
+    }
+
+    impl Identity {
+        /// A fresh one whose subject is `name`: certificates of other
+        /// names do not sign it.
+        pub fn new(name: &str) -> Identity {
+            let mut params =
+                rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                    .expect("the names are valid");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let key = rcgen::KeyPair::generate().expect("a key can be made");
+            let certificate = params.self_signed(&key).expect("the parameters are valid");
+            Identity {
+                certificate: certificate.der().clone(),
+                pem: TempFile::with(&certificate.pem()),
+                key_pem: TempFile::with(&key.serialize_pem()),
+                key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            }
+        }
+
+        /// A server configuration that presents this certificate.
+        pub fn server_config(&self) -> Arc<ServerConfig> {
+            self.serve_with(server_builder().with_no_client_auth())
+        }
+
+        /// A server configuration that presents this certificate and
+        /// requires a client certificate signed by `client`.
+        pub fn server_config_requiring(&self, client: &Identity) -> Arc<ServerConfig> {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(client.certificate.clone())
+                .expect("a certificate is a trust anchor");
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .expect("the verifier has a root");
+            self.serve_with(server_builder().with_client_cert_verifier(verifier))
+        }
+
+        /// A server configuration that presents this certificate but signs
+        /// the handshake with `other`'s key: an impostor with the
+        /// certificate and not its key.
+        pub fn impostor_config(&self, other: &Identity) -> Arc<ServerConfig> {
+            let key = rustls::crypto::ring::default_provider()
+                .key_provider
+                .load_private_key(PrivateKeyDer::Pkcs8(other.key.clone_key()))
+                .expect("the key is a valid PKCS#8 key");
+            let presented = CertifiedKey::new(vec![self.certificate.clone()], key);
+            let config = server_builder()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Always(Arc::new(presented))));
+            Arc::new(config)
+        }
+
+        /// `builder`'s configuration, presenting this certificate.
+        fn serve_with(
+            &self,
+            builder: ConfigBuilder<ServerConfig, WantsServerCert>,
+        ) -> Arc<ServerConfig> {
+            let config = builder
+                .with_single_cert(
+                    vec![self.certificate.clone()],
+                    PrivateKeyDer::Pkcs8(self.key.clone_key()),
+                )
+                .expect("the key is the certificate's");
+            Arc::new(config)
+        }
+    }
+
+    /// A server configuration with the ring provider and safe versions,
+    /// to be given its certificates.
+    fn server_builder() -> ConfigBuilder<ServerConfig, WantsVerifier> {
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider has safe versions")
+    }
+
+    /// Presents the same certificate and key to every client.
+    #[derive(Debug)]
+    struct Always(Arc<CertifiedKey>);
+
+    impl ResolvesServerCert for Always {
+        fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+
+    /// Serves a client with `config`: a TLS handshake, then echoes
+    /// everything until the client closes.
+    pub fn echo<S>(config: Arc<ServerConfig>) -> impl Fn(&S) -> io::Result<()>
+    where
+        for<'a> &'a S: Read + Write,
+    {
+        move |stream: &S| {
+            let session = ServerConnection::new(Arc::clone(&config)).map_err(io::Error::other)?;
+            let mut tls = StreamOwned::new(session, stream);
+            let mut buffer = [0; 4096];
+            loop {
+                let read = tls.read(&mut buffer)?;
+                if read == 0 {
+                    return Ok(());
+                }
+                tls.write_all(&buffer[..read])?;
+                tls.flush()?;
+            }
+        }
+    }
+
+    /// A file in the temporary directory, removed on drop.
+    pub struct TempFile {
+        /// Where it is.
+        pub path: PathBuf,
+    }
+
+    impl TempFile {
+        /// A fresh file holding `text`.
+        pub fn with(text: &str) -> TempFile {
+            static FILES: AtomicUsize = AtomicUsize::new(0);
+            let number = FILES.fetch_add(1, Ordering::Relaxed);
+            let name = format!("echo-bench-test-{}-{number}.pem", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            std::fs::write(&path, text).expect("the temporary directory is writable");
+            TempFile { path }
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! connections send random messages, every reply is checked byte for byte,
 //! and the report gives throughput and latency. The connections are TCP, or
 //! Unix stream sockets (`--unix`), or UDP sockets that each keep one
-//! datagram in flight (`--udp`).
+//! datagram in flight (`--udp`); over TCP or Unix sockets they can speak
+//! TLS (`--tls`), and the report then gives the handshake time apart.
 //!
 //! A few worker threads (one per CPU) each drive their share of the
 //! connections with a `mio` event loop, so that ten thousand clients cost
@@ -31,6 +32,10 @@ mod socket;
 mod start;
 mod stats;
 mod target;
+// Without the feature, a stand-in with no flags and no configuration, so
+// that the rest goes without `cfg` but where a TLS session is driven.
+#[cfg_attr(not(feature = "tls"), path = "no_tls.rs")]
+mod tls;
 mod worker;
 
 use cli::Cli;
@@ -42,13 +47,17 @@ use target::Target;
 fn main() -> ExitCode {
     let cli = Cli::parse_checked();
     // Warnings read like the error line, `warn: ...`: this is a command
-    // whose stderr a person reads once, not a log to be searched.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format(|out, record| {
-            let level = record.level().as_str().to_ascii_lowercase();
-            writeln!(out, "{level}: {}", record.args())
-        })
-        .init();
+    // whose stderr a person reads once, not a log to be searched. rustls
+    // would warn of every alert of every connection; the report says why
+    // connections failed.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,rustls=error"),
+    )
+    .format(|out, record| {
+        let level = record.level().as_str().to_ascii_lowercase();
+        writeln!(out, "{level}: {}", record.args())
+    })
+    .init();
     match run(&cli) {
         Ok(report) if report.is_clean() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
@@ -63,6 +72,9 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> io::Result<Report> {
     let connections = cli.connections as usize;
     raise_descriptor_limit(connections);
+    // Before any connection: a CA file that cannot be read ends the run at
+    // once, and without a probe of the server.
+    let tls = cli.tls.client(&cli.host)?;
     let target = match &cli.unix {
         Some(addr) => Target::Unix(addr.clone()),
         None if cli.udp => Target::Udp(target::resolve_udp(&cli.host, cli.port)?),
@@ -70,6 +82,7 @@ fn run(cli: &Cli) -> io::Result<Report> {
     };
     let plan = Plan {
         target,
+        tls,
         connections,
         size: cli.size as usize,
         duration: cli.duration,

@@ -3,12 +3,15 @@
 use std::time::Duration;
 
 use crate::target::Target;
+use crate::tls::Tls;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The server, and how to reach it.
     pub target: Target,
+    /// How to speak TLS over each connection; `None` for none.
+    pub tls: Option<Tls>,
     /// Concurrent clients.
     pub connections: usize,
     /// Message size in bytes.

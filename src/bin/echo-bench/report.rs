@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use hdrhistogram::Histogram;
 use log::warn;
 use serde_json::json;
 
@@ -22,7 +23,7 @@ pub struct Report {
     tally: Tally,
 }
 
-/// Latency percentiles, in microseconds.
+/// Percentiles of round-trip or handshake times, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Latency {
     /// Median.
@@ -33,8 +34,42 @@ struct Latency {
     p99: f64,
     /// 99.9th percentile.
     p999: f64,
-    /// Slowest round trip.
+    /// Slowest.
     max: f64,
+}
+
+impl Latency {
+    /// The percentiles of `histogram`, in nanoseconds; all 0 when it is
+    /// empty.
+    fn of(histogram: &Histogram<u64>) -> Latency {
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        Latency {
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p999: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+        }
+    }
+
+    /// The object the contract names: `p50`, `p90`, `p99`, `p999`, `max`.
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "p999": self.p999,
+            "max": self.max,
+        })
+    }
+
+    /// As a line of the text report puts them.
+    fn text(&self) -> String {
+        format!(
+            "p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
+            self.p50, self.p90, self.p99, self.p999, self.max
+        )
+    }
 }
 
 impl Report {
@@ -118,11 +153,11 @@ impl Report {
         }
     }
 
-    /// The report as one JSON object, with the keys the contract names.
+    /// The report as one JSON object, with the keys the contract names;
+    /// `tls_handshake_us` only over TLS.
     fn json(&self) -> serde_json::Value {
         let tally = &self.tally;
-        let latency = self.latency();
-        json!({
+        let mut json = json!({
             "connections": tally.opened,
             "connect_errors": tally.connect_errors,
             "messages": tally.messages,
@@ -130,25 +165,22 @@ impl Report {
             "duration_s": tally.measured.as_secs_f64(),
             "msgs_per_sec": self.per_second(tally.messages as f64),
             "mib_per_sec": self.per_second(tally.bytes as f64 / MIB),
-            "latency_us": {
-                "p50": latency.p50,
-                "p90": latency.p90,
-                "p99": latency.p99,
-                "p999": latency.p999,
-                "max": latency.max,
-            },
+            "latency_us": Latency::of(&tally.latency).json(),
             "errors": tally.errors,
             "mismatches": tally.mismatches,
             "lost": tally.lost,
-        })
+        });
+        if self.plan.tls.is_some() {
+            json["tls_handshake_us"] = Latency::of(&tally.handshakes).json();
+        }
+        json
     }
 
     /// The report for a person; the `Lost:` line only over UDP, where
-    /// datagrams can be.
+    /// datagrams can be, the `TLS handshake:` line only over TLS.
     fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let plan = &self.plan;
         let tally = &self.tally;
-        let latency = self.latency();
         let pace = match plan.interval {
             Some(interval) => format!(
                 "one per connection every {}",
@@ -156,7 +188,10 @@ impl Report {
             ),
             None => "each sent as soon as the previous echo is back".to_owned(),
         };
-        writeln!(out, "Target:       {}", plan.target)?;
+        match &plan.tls {
+            Some(tls) => writeln!(out, "Target:       {} over {tls}", plan.target)?,
+            None => writeln!(out, "Target:       {}", plan.target)?,
+        }
         writeln!(
             out,
             "Load:         {} connections, {}-byte messages, {pace}",
@@ -184,11 +219,13 @@ impl Report {
             tally.bytes,
             self.per_second(tally.bytes as f64 / MIB)
         )?;
-        writeln!(
-            out,
-            "Latency:      p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
-            latency.p50, latency.p90, latency.p99, latency.p999, latency.max
-        )?;
+        writeln!(out, "Latency:      {}", Latency::of(&tally.latency).text())?;
+        if plan.tls.is_some() {
+            // One column further than the other figures: the label is
+            // longer than their column, which stays where it was.
+            let handshakes = Latency::of(&tally.handshakes);
+            writeln!(out, "TLS handshake: {}", handshakes.text())?;
+        }
         writeln!(out, "Errors:       {}", tally.errors)?;
         if plan.target.is_datagram() {
             writeln!(out, "Lost:         {}", tally.lost)?;
@@ -200,19 +237,6 @@ impl Report {
     fn per_second(&self, count: f64) -> f64 {
         let seconds = self.tally.measured.as_secs_f64();
         if seconds > 0.0 { count / seconds } else { 0.0 }
-    }
-
-    /// The latency percentiles; all 0 when no message was verified.
-    fn latency(&self) -> Latency {
-        let histogram = &self.tally.latency;
-        let micros = |nanos: u64| nanos as f64 / 1000.0;
-        Latency {
-            p50: micros(histogram.value_at_quantile(0.50)),
-            p90: micros(histogram.value_at_quantile(0.90)),
-            p99: micros(histogram.value_at_quantile(0.99)),
-            p999: micros(histogram.value_at_quantile(0.999)),
-            max: micros(histogram.max()),
-        }
     }
 }
 
@@ -226,6 +250,7 @@ mod tests {
     fn report() -> Report {
         let plan = Plan {
             target: Target::Tcp("127.0.0.1:8000".parse().expect("a valid address")),
+            tls: None,
             connections: 10,
             size: 100,
             duration: Duration::from_secs(2),
@@ -303,5 +328,41 @@ mod tests {
         let mut report = report();
         report.tally.measured = Duration::ZERO;
         assert_eq!(report.per_second(10.0), 0.0);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn only_a_tls_run_names_tls_and_has_a_handshake_line_and_key() {
+        let mut report = report();
+        assert!(!text(&report).contains("TLS"));
+        assert!(report.json().get("tls_handshake_us").is_none());
+        let insecure = crate::tls::TlsArgs {
+            tls: true,
+            insecure: true,
+            ..Default::default()
+        };
+        report.plan.tls = insecure.client("localhost").expect("the flags are valid");
+        for micros in [300, 300, 900] {
+            report.tally.handshake(Duration::from_micros(micros));
+        }
+        let text = text(&report);
+        let target = "Target:       127.0.0.1:8000 over TLS (server name localhost, \
+                      certificate not verified)\n";
+        assert!(text.contains(target), "{text}");
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("TLS handshake: p50 300."))
+            .unwrap_or_else(|| panic!("no handshake line in:\n{text}"));
+        assert!(
+            line.contains(", p99.9 ") && line.contains(", max 900."),
+            "{line}"
+        );
+        let json = report.json();
+        let handshakes = &json["tls_handshake_us"];
+        for key in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(handshakes[key].is_f64(), "no {key} in {handshakes}");
+        }
+        let p50 = handshakes["p50"].as_f64().expect("a number");
+        assert!((299.0..=301.0).contains(&p50), "p50 {p50}");
     }
 }

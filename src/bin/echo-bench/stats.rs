@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Longest latency the histogram tells apart, in nanoseconds; longer ones
-/// are recorded as this. Replies slower than the reply timeout are errors
-/// anyway.
+/// Longest time the histograms tell apart, in nanoseconds; longer ones
+/// are recorded as this. Replies slower than the reply timeout, and
+/// handshakes slower than the connect timeout, are errors anyway.
 const LATENCY_MAX_NS: u64 = 60_000_000_000;
 
 /// Significant decimal digits of every recorded latency: 0.1% precision.
@@ -45,6 +45,10 @@ pub struct Tally {
     /// Latency of every verified round trip, first byte written to last
     /// byte read, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// Time of every TLS handshake completed, from the connect's
+    /// completion to the handshake's end, in nanoseconds; empty without
+    /// TLS.
+    pub handshakes: Histogram<u64>,
     /// How long messages were counted for.
     pub measured: Duration,
     /// Why the first failed connection failed, to tell the user.
@@ -64,8 +68,8 @@ impl Tally {
             errors: 0,
             mismatches: 0,
             lost: 0,
-            latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_DIGITS)
-                .expect("the latency bounds are constants that hdrhistogram accepts"),
+            latency: histogram(),
+            handshakes: histogram(),
             measured: Duration::ZERO,
             first_connect_error: None,
             first_error: None,
@@ -76,8 +80,12 @@ impl Tally {
     pub fn record(&mut self, size: usize, latency: Duration) {
         self.messages += 1;
         self.bytes += size as u64;
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(nanos);
+        self.latency.saturating_record(nanos(latency));
+    }
+
+    /// Records the time a TLS handshake took.
+    pub fn handshake(&mut self, time: Duration) {
+        self.handshakes.saturating_record(nanos(time));
     }
 
     /// Counts a connection that could not be established.
@@ -104,9 +112,13 @@ impl Tally {
         self.errors += other.errors;
         self.mismatches += other.mismatches;
         self.lost += other.lost;
-        self.latency
-            .add(&other.latency)
-            .expect("every tally's histogram has the same bounds");
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.handshakes, &other.handshakes),
+        ] {
+            mine.add(theirs)
+                .expect("every tally's histograms have the same bounds");
+        }
         self.measured = self.measured.max(other.measured);
         if self.first_connect_error.is_none() {
             self.first_connect_error
@@ -116,6 +128,18 @@ impl Tally {
             self.first_error.clone_from(&other.first_error);
         }
     }
+}
+
+/// An empty histogram of times in nanoseconds.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_DIGITS)
+        .expect("the latency bounds are constants that hdrhistogram accepts")
+}
+
+/// `time` in nanoseconds, the histograms' unit; the longest times are cut
+/// to what a `u64` holds.
+fn nanos(time: Duration) -> u64 {
+    u64::try_from(time.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -133,6 +157,7 @@ mod tests {
         other.connect_error(&io::Error::from(io::ErrorKind::ConnectionRefused));
         other.measured = Duration::from_secs(2);
         other.lost = 3;
+        other.handshake(Duration::from_micros(700));
 
         total.merge(&other);
 
@@ -140,6 +165,7 @@ mod tests {
         assert_eq!(total.lost, 3);
         assert_eq!(total.connect_errors, 1);
         assert_eq!(total.latency.len(), 2);
+        assert_eq!(total.handshakes.len(), 1);
         assert_eq!(total.measured, Duration::from_secs(2));
         assert_eq!(total.first_error.as_deref(), Some("first"));
         assert_eq!(

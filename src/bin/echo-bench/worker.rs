@@ -186,16 +186,16 @@ impl Worker {
     /// finds it full fails, until one gets through.
     fn open(&mut self, slot: usize) -> bool {
         let registry = self.poll.registry();
-        let opened = Connection::open(&self.plan.target, self.plan.size, &mut self.rng).and_then(
-            |mut connection| {
+        let plan = &self.plan;
+        let opened = Connection::open(&plan.target, plan.tls.as_ref(), plan.size, &mut self.rng)
+            .and_then(|mut connection| {
                 registry.register(
                     connection.socket(),
                     Token(slot),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
                 Ok(connection)
-            },
-        );
+            });
         match opened {
             Ok(connection) => {
                 self.queue_full_since = None;
@@ -217,7 +217,9 @@ impl Worker {
         true
     }
 
-    /// Checks slot `slot` after an event during the connect phase.
+    /// Moves slot `slot` on after an event during the connect phase; over
+    /// TLS it is established, and counted opened, once its handshake is
+    /// done.
     fn finish_connect(&mut self, slot: usize) {
         let Some(connection) = self.connections[slot].as_mut() else {
             return;
@@ -227,6 +229,9 @@ impl Worker {
         }
         match connection.finish_connect() {
             Ok(true) => {
+                if let Some(time) = connection.handshake_time() {
+                    self.tally.handshake(time);
+                }
                 self.connecting -= 1;
                 self.live += 1;
                 self.tally.opened += 1;
@@ -390,16 +395,23 @@ impl Worker {
         self.tally.error(error);
     }
 
-    /// Fails every connect that has taken too long.
+    /// Fails every connect, TLS handshake included, that has taken too
+    /// long.
     fn expire_connects(&mut self, now: Instant) {
         for slot in 0..self.connections.len() {
             let Some(connection) = &self.connections[slot] else {
                 continue;
             };
             if connection.is_connecting() && connection.is_overdue(CONNECT_TIMEOUT, now) {
+                let error = timed_out(if connection.is_handshaking() {
+                    format!(
+                        "the TLS handshake timed out, {CONNECT_TIMEOUT:?} after the connect began"
+                    )
+                } else {
+                    format!("connect timed out after {CONNECT_TIMEOUT:?}")
+                });
                 self.connections[slot] = None;
                 self.connecting -= 1;
-                let error = timed_out(format!("connect timed out after {CONNECT_TIMEOUT:?}"));
                 self.count_connect_error(&error);
             }
         }
@@ -495,6 +507,7 @@ mod tests {
     fn plan_to(target: Target, connections: usize, duration: Duration) -> Plan {
         Plan {
             target,
+            tls: None,
             connections,
             size: SIZE,
             duration,
@@ -749,5 +762,103 @@ mod tests {
         assert_eq!(next_due(due, interval, on_time), due + interval);
         let late = due + 3 * interval;
         assert_eq!(next_due(due, interval, late), late);
+    }
+
+    /// Runs over TLS against test servers.
+    #[cfg(feature = "tls")]
+    mod tls {
+        use super::*;
+        use crate::loopback::tls::Identity;
+        use crate::tls::TlsArgs;
+
+        /// `plan` over TLS, trusting `ca`'s certificate.
+        fn over_tls(plan: Plan, ca: &Identity) -> Plan {
+            let args = TlsArgs {
+                tls: true,
+                ca: Some(ca.pem.path.clone()),
+                ..TlsArgs::default()
+            };
+            let tls = args.client("localhost").expect("the flags are valid");
+            Plan { tls, ..plan }
+        }
+
+        /// Runs `connections` clients over TLS to `target`, which
+        /// presents `server`'s certificate, trusting it; asserts that each
+        /// opened once its handshake was done, with its handshake time
+        /// recorded, and that messages came back.
+        fn assert_runs_over_tls(target: Target, connections: usize, server: &Identity) {
+            let plan = over_tls(
+                plan_to(target, connections, Duration::from_millis(300)),
+                server,
+            );
+            let (tally, counters) = run(plan);
+            let connections = connections as u64;
+            assert_eq!(tally.opened, connections);
+            assert_clean(&tally);
+            assert!(tally.messages > 0);
+            assert_eq!(tally.bytes, tally.messages * SIZE as u64);
+            assert_eq!(tally.handshakes.len(), connections, "one time a handshake");
+            assert!(tally.handshakes.min() > 0);
+            assert_eq!(counters.settled.load(Ordering::Relaxed), connections);
+        }
+
+        #[test]
+        fn each_connection_opens_once_its_handshake_is_done_and_messages_come_back() {
+            let server = Identity::new("echo-bench test server");
+            let addr = loopback::serve(3, loopback::tls::echo(server.server_config()));
+            assert_runs_over_tls(Target::Tcp(addr), 3, &server);
+        }
+
+        #[test]
+        fn over_a_unix_socket_the_handshake_and_the_messages_go_through() {
+            let server = Identity::new("echo-bench test server");
+            let target = loopback::serve_unix(2, loopback::tls::echo(server.server_config()));
+            assert_runs_over_tls(target, 2, &server);
+        }
+
+        #[test]
+        fn a_failed_handshake_is_a_connect_error_with_its_reason() {
+            let server = Identity::new("echo-bench test server");
+            let other = Identity::new("echo-bench other CA");
+            let addr = loopback::serve(2, loopback::tls::echo(server.server_config()));
+            let plan = over_tls(plan(addr, 2, Duration::from_secs(1)), &other);
+            let (tally, counters) = run(plan);
+            assert_eq!((tally.opened, tally.connect_errors), (0, 2));
+            assert_eq!(
+                tally.first_connect_error.as_deref(),
+                Some("invalid peer certificate: UnknownIssuer")
+            );
+            assert!(tally.handshakes.is_empty());
+            assert_eq!(counters.settled.load(Ordering::Relaxed), 2);
+        }
+
+        #[test]
+        fn a_handshake_the_server_never_answers_times_out_as_a_connect_error() {
+            let server = Identity::new("echo-bench test server");
+            let addr = loopback::serve(1, loopback::silent);
+            let mut worker = worker(over_tls(plan(addr, 1, Duration::from_secs(1)), &server));
+            let mut events = Events::with_capacity(8);
+            worker.open(0);
+            let deadline = Instant::now() + loopback::TIMEOUT;
+            while !worker.connections[0]
+                .as_ref()
+                .is_some_and(Connection::is_handshaking)
+            {
+                assert!(Instant::now() < deadline, "the connect never completed");
+                worker
+                    .wait(&mut events, deadline)
+                    .expect("the event loop works");
+                for event in events.iter() {
+                    worker.finish_connect(event.token().0);
+                }
+            }
+            worker.expire_connects(Instant::now() + CONNECT_TIMEOUT);
+            assert_eq!((worker.connecting, worker.tally.connect_errors), (0, 1));
+            let reason = worker.tally.first_connect_error.as_deref();
+            assert!(
+                reason.is_some_and(|reason| reason.starts_with("the TLS handshake timed out")),
+                "{reason:?}"
+            );
+        }
     }
 }
