@@ -43,12 +43,8 @@ impl Client {
     /// connection; the error names the address and the reason
     /// (`cannot connect to 127.0.0.1:8000: connection refused`).
     pub fn connect<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<Client> {
-        let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
-        Ok(Client {
-            transport: Transport::Stream(Box::new(stream)),
-            peer: peer.to_string(),
-            timeout,
-        })
+        let (stream, peer) = open_tcp(addr, timeout)?;
+        Ok(Client::over_stream(stream, peer, timeout))
     }
 
     /// Connects to the Unix stream socket at `path`, or, for `@NAME`, to the
@@ -61,14 +57,8 @@ impl Client {
     /// the reason (`cannot connect to unix:/tmp/x.sock: no such file or
     /// directory`, `… connection refused`).
     pub fn connect_unix(path: &str, timeout: Duration) -> io::Result<Client> {
-        let peer = format!("unix:{path}");
-        let stream =
-            connect_unix_stream(path, timeout).map_err(|error| cannot_connect(&peer, &error))?;
-        Ok(Client {
-            transport: Transport::Stream(Box::new(stream)),
-            peer,
-            timeout,
-        })
+        let (stream, peer) = open_unix(path, timeout)?;
+        Ok(Client::over_stream(stream, peer, timeout))
     }
 
     /// Sets up UDP to the first address of `addr` that a datagram can be
@@ -88,6 +78,15 @@ impl Client {
             peer: format!("udp:{peer}"),
             timeout,
         })
+    }
+
+    /// A client of the server `peer` over the connected `stream`.
+    fn over_stream(stream: impl ByteStream + 'static, peer: String, timeout: Duration) -> Client {
+        Client {
+            transport: Transport::Stream(Box::new(stream)),
+            peer,
+            timeout,
+        }
     }
 
     /// The server as messages name it: `127.0.0.1:8000` over TCP,
@@ -269,6 +268,23 @@ fn connect_any<A: ToSocketAddrs, T>(
     }
     Err(last_error
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")))
+}
+
+/// A TCP stream to the first address of `addr` that answers (see
+/// [`Client::connect`]), and that address as messages name it.
+fn open_tcp<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<(TcpStream, String)> {
+    let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
+    Ok((stream, peer.to_string()))
+}
+
+/// A Unix stream socket connected to `path` (see [`Client::connect_unix`]),
+/// and the socket as messages name it.
+fn open_unix(path: &str, timeout: Duration) -> io::Result<(UnixStream, String)> {
+    let peer = format!("unix:{path}");
+    match connect_unix_stream(path, timeout) {
+        Ok(stream) => Ok((stream, peer)),
+        Err(error) => Err(cannot_connect(&peer, &error)),
+    }
 }
 
 /// A connected, configured TCP stream to `peer`.
