@@ -552,8 +552,9 @@ fn echo_client_over_udp_with_a_message_longer_than_a_datagram_is_a_usage_error()
     assert_eq!(finished.stdout, "", "{finished}");
 }
 
-/// TLS: `Client::connect_tls` and `connect_tls_unix` against a TLS echo
-/// server written here with rustls, with certificates made by rcgen.
+/// TLS: `Client::connect_tls`, `connect_tls_unix` and `echo-client --tls`
+/// against a TLS echo server written here with rustls, with certificates
+/// made by rcgen.
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
@@ -1124,5 +1125,188 @@ mod tls {
                 .expect_err("a bad file");
             assert_eq!(error.to_string(), message);
         }
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_ca_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-ca");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+
+        // The server name is --host's, 127.0.0.1: the certificate has it.
+        let finished = run_client_to(
+            server.addr,
+            &["--tls", "--ca", &pki.ca_file, "-n", "2", "hello"],
+            b"",
+        );
+
+        assert_replied(&finished, "hello", 2);
+        assert_eq!(server.outcome().expect("a clean close"), 10);
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_insecure_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-insecure");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+
+        let finished = run_client_to(
+            server.addr,
+            &["--tls", "--insecure"],
+            b"first line\nsecond line\n",
+        );
+
+        assert_eq!(finished.code, Some(0), "{finished}");
+        assert_eq!(
+            finished.stdout,
+            "Got reply from server: first line\nGot reply from server: second line\n",
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_client_certificate_is_accepted_by_a_server_requiring_one() {
+        let pki = Pki::new("binary-client-cert");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, Some(&pki.ca)));
+        let args = [
+            "--tls",
+            "--ca",
+            &pki.ca_file,
+            "--cert",
+            &pki.client_cert_file,
+            "--key",
+            &pki.client_key_file,
+            "--server-name",
+            "localhost",
+            "hello",
+        ];
+
+        let finished = run_client_to(server.addr, &args, b"");
+
+        assert_replied(&finished, "hello", 1);
+    }
+
+    #[test]
+    fn echo_client_over_unix_with_tls_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-unix");
+        let file = SocketFile::new("binary-tls");
+        serve_tls_unix(&file, pki.server_config(DEFAULT_VERSIONS, None));
+
+        let finished = run_client(
+            &[
+                "--unix",
+                file.as_str(),
+                "--tls",
+                "--ca",
+                &pki.ca_file,
+                "hello",
+            ],
+            b"",
+        );
+
+        assert_replied(&finished, "hello", 1);
+    }
+
+    #[test]
+    fn echo_client_with_tls_trusting_another_ca_exits_1_naming_the_unknown_issuer() {
+        let pki = Pki::new("binary-other-ca");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let other = pki
+            .dir
+            .write("other-ca.pem", &Authority::new("another CA").pem());
+
+        let finished = run_client_to(server.addr, &["--tls", "--ca", &other, "hello"], b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!(
+                "error: TLS handshake with {} failed: invalid peer certificate: UnknownIssuer\n",
+                server.addr
+            ),
+            "{finished}"
+        );
+        assert_eq!(finished.stdout, "", "{finished}");
+    }
+
+    #[test]
+    fn echo_client_with_tls_but_no_way_to_check_the_server_exits_1_saying_what_to_give() {
+        let finished = run_client_to(common::closed_port(), &["--tls", "hello"], b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            "error: no CA to verify the server with: give --ca PATH or --insecure\n",
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_key_that_does_not_match_its_certificate_exits_1_naming_both() {
+        let pki = Pki::new("binary-wrong-key");
+        let server_key = pki.dir.write("server.key", &pki.server.key.serialize_pem());
+        let args = [
+            "--tls",
+            "--insecure",
+            "--cert",
+            &pki.client_cert_file,
+            "--key",
+            &server_key,
+            "hi",
+        ];
+
+        let finished = run_client_to(common::closed_port(), &args, b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!(
+                "error: the private key in {server_key} does not match the certificate in {}\n",
+                pki.client_cert_file
+            ),
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_ca_file_that_is_not_there_exits_1_naming_it() {
+        let pki = Pki::new("binary-missing-ca");
+        let missing = pki.dir.0.join("missing.pem");
+        let missing = missing.to_str().expect("a UTF-8 path");
+
+        let finished = run_client_to(
+            common::closed_port(),
+            &["--tls", "--ca", missing, "hi"],
+            b"",
+        );
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!("error: cannot read {missing}: no such file or directory\n"),
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_cert_but_no_key_is_a_usage_error() {
+        let finished = run_client(
+            &["--tls", "--insecure", "--cert", "client.pem", "hello"],
+            b"",
+        );
+
+        assert_eq!(finished.code, Some(2), "{finished}");
+        assert!(finished.stderr.contains("--key"), "{finished}");
+        assert_eq!(finished.stdout, "", "{finished}");
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_udp_is_a_usage_error() {
+        let finished = run_client(&["--tls", "--insecure", "--udp", "hello"], b"");
+
+        assert_eq!(finished.code, Some(2), "{finished}");
+        assert!(
+            finished.stderr.contains("cannot be used with"),
+            "{finished}"
+        );
+        assert_eq!(finished.stdout, "", "{finished}");
     }
 }
