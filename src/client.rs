@@ -1,5 +1,6 @@
 //! The client of the original tutorial: connect, send a message and wait for
-//! its echo, close; over TCP, a Unix stream socket or UDP.
+//! its echo, close; over TCP, a Unix stream socket or UDP, and with the
+//! `tls` feature over TLS on TCP or a Unix socket.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -11,7 +12,14 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::errors::reason;
 
-/// A connection to an echo server: TCP, a Unix stream socket, or UDP.
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(feature = "tls")]
+pub use tls::TlsClientOptions;
+
+/// A connection to an echo server: TCP, a Unix stream socket, or UDP; with
+/// the `tls` feature, TLS over TCP or a Unix stream socket as well.
 ///
 /// TCP and Unix sockets have no message boundaries: [`send`](Client::send)
 /// writes the whole message, then reads until exactly as many bytes have
@@ -43,12 +51,8 @@ impl Client {
     /// connection; the error names the address and the reason
     /// (`cannot connect to 127.0.0.1:8000: connection refused`).
     pub fn connect<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<Client> {
-        let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
-        Ok(Client {
-            transport: Transport::Stream(Box::new(stream)),
-            peer: peer.to_string(),
-            timeout,
-        })
+        let (stream, peer) = open_tcp(addr, timeout)?;
+        Ok(Client::over_stream(stream, peer, timeout))
     }
 
     /// Connects to the Unix stream socket at `path`, or, for `@NAME`, to the
@@ -61,14 +65,8 @@ impl Client {
     /// the reason (`cannot connect to unix:/tmp/x.sock: no such file or
     /// directory`, `… connection refused`).
     pub fn connect_unix(path: &str, timeout: Duration) -> io::Result<Client> {
-        let peer = format!("unix:{path}");
-        let stream =
-            connect_unix_stream(path, timeout).map_err(|error| cannot_connect(&peer, &error))?;
-        Ok(Client {
-            transport: Transport::Stream(Box::new(stream)),
-            peer,
-            timeout,
-        })
+        let (stream, peer) = open_unix(path, timeout)?;
+        Ok(Client::over_stream(stream, peer, timeout))
     }
 
     /// Sets up UDP to the first address of `addr` that a datagram can be
@@ -90,9 +88,18 @@ impl Client {
         })
     }
 
-    /// The server as messages name it: `127.0.0.1:8000` over TCP,
-    /// `unix:/run/echo.sock` or `unix:@NAME` over a Unix socket,
-    /// `udp:127.0.0.1:8000` over UDP.
+    /// A client of the server `peer` over the connected `stream`.
+    fn over_stream(stream: impl ByteStream + 'static, peer: String, timeout: Duration) -> Client {
+        Client {
+            transport: Transport::Stream(Box::new(stream)),
+            peer,
+            timeout,
+        }
+    }
+
+    /// The server as messages name it: `127.0.0.1:8000` over TCP (with TLS
+    /// or without), `unix:/run/echo.sock` or `unix:@NAME` over a Unix
+    /// socket, `udp:127.0.0.1:8000` over UDP.
     pub fn peer(&self) -> &str {
         &self.peer
     }
@@ -122,8 +129,10 @@ impl Client {
     }
 
     /// Closes the connection cleanly: tells a stream server there is no more
-    /// to send and waits for it to close its side. Over UDP there is no
-    /// connection, and nothing to do.
+    /// to send and waits for it to close its side. Over TLS, the client
+    /// sends close_notify before it shuts down the socket's write side, and
+    /// the server's close_notify or the end of the connection both close
+    /// it. Over UDP there is no connection, and nothing to do.
     ///
     /// # Errors
     ///
@@ -142,6 +151,9 @@ impl Client {
                 io::ErrorKind::InvalidData,
                 format!("{} sent bytes that were not asked for", self.peer),
             )),
+            // Over TLS, the end of the connection without the server's
+            // close_notify: nothing is cut short, every reply has been read.
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
             Err(error) => Err(self.describe(error, Step::Close)),
         }
     }
@@ -177,20 +189,26 @@ enum Transport {
     Datagram(UdpSocket),
 }
 
-/// What a client needs of a connected stream socket.
+/// What a client needs of a connected stream: a socket, or TLS over one.
 trait ByteStream: Read + Write + fmt::Debug + Send + Sync {
     /// Tells the server there is no more to send.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// The certificate the server presented, DER; `None` without TLS.
+    #[cfg(feature = "tls")]
+    fn peer_certificate(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl ByteStream for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
 
 impl ByteStream for UnixStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
@@ -269,6 +287,23 @@ fn connect_any<A: ToSocketAddrs, T>(
     }
     Err(last_error
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")))
+}
+
+/// A TCP stream to the first address of `addr` that answers (see
+/// [`Client::connect`]), and that address as messages name it.
+fn open_tcp<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<(TcpStream, String)> {
+    let (stream, peer) = connect_any(addr, |peer| connect_tcp(peer, timeout))?;
+    Ok((stream, peer.to_string()))
+}
+
+/// A Unix stream socket connected to `path` (see [`Client::connect_unix`]),
+/// and the socket as messages name it.
+fn open_unix(path: &str, timeout: Duration) -> io::Result<(UnixStream, String)> {
+    let peer = format!("unix:{path}");
+    match connect_unix_stream(path, timeout) {
+        Ok(stream) => Ok((stream, peer)),
+        Err(error) => Err(cannot_connect(&peer, &error)),
+    }
 }
 
 /// A connected, configured TCP stream to `peer`.

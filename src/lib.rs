@@ -57,6 +57,8 @@ mod udp;
 
 pub use cidr::{Cidr, CidrError};
 pub use client::Client;
+#[cfg(feature = "tls")]
+pub use client::TlsClientOptions;
 pub use config::{
     Config, DEFAULT_BIND, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
     DEFAULT_UDP_RATE, DEFAULT_UDP_RATE_EXEMPT,

@@ -1,6 +1,6 @@
 //! The client side: the library's `Client`, and the `echo-client` binary
 //! against a real server and against servers that misbehave, over TCP, Unix
-//! stream sockets and UDP.
+//! stream sockets and UDP, and over TLS.
 
 mod common;
 
@@ -550,4 +550,763 @@ fn echo_client_over_udp_with_a_message_longer_than_a_datagram_is_a_usage_error()
     assert_eq!(finished.code, Some(2), "{finished}");
     assert!(finished.stderr.contains("65508 bytes"), "{finished}");
     assert_eq!(finished.stdout, "", "{finished}");
+}
+
+/// TLS: `Client::connect_tls`, `connect_tls_unix` and `echo-client --tls`
+/// against a TLS echo server written here with rustls, with certificates
+/// made by rcgen.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+
+    use std::fs;
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use echo_server::TlsClientOptions;
+    use rcgen::{
+        BasicConstraints, Certificate, CertificateParams, CertifiedIssuer, DnType,
+        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{
+        DEFAULT_VERSIONS, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+        SupportedProtocolVersion,
+    };
+
+    /// A certificate authority of the tests' own.
+    struct Authority(CertifiedIssuer<'static, KeyPair>);
+
+    impl Authority {
+        /// A self-signed CA named `name`.
+        fn new(name: &str) -> Authority {
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            let key = KeyPair::generate().expect("an ECDSA key");
+            Authority(CertifiedIssuer::self_signed(params, key).expect("a CA certificate"))
+        }
+
+        /// A certificate for `names` and `purpose`, with `key`, signed by
+        /// this CA.
+        fn sign(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose, key: KeyPair) -> Leaf {
+            let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+            let mut params = CertificateParams::new(names).expect("valid names");
+            params.extended_key_usages = vec![purpose];
+            let certificate = params
+                .signed_by(&key, &self.0)
+                .expect("a signed certificate");
+            Leaf { certificate, key }
+        }
+
+        /// The CA's certificate, PEM.
+        fn pem(&self) -> String {
+            self.0.pem()
+        }
+    }
+
+    /// A certificate and its key.
+    struct Leaf {
+        certificate: Certificate,
+        key: KeyPair,
+    }
+
+    impl Leaf {
+        /// The certificate, DER, as the server presents it.
+        fn der(&self) -> CertificateDer<'static> {
+            self.certificate.der().clone()
+        }
+
+        /// The private key, PKCS#8 DER.
+        fn private_key(&self) -> PrivateKeyDer<'static> {
+            PrivatePkcs8KeyDer::from(self.key.serialize_der()).into()
+        }
+    }
+
+    /// A directory for one test's PEM files in the temporary directory,
+    /// unique to the test and this process; removed on drop.
+    struct PemDir(PathBuf);
+
+    impl PemDir {
+        /// An empty directory for the test `name`.
+        fn new(name: &str) -> PemDir {
+            let dir =
+                std::env::temp_dir().join(format!("echo-client-tls-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir(&dir).expect("create a directory for the PEM files");
+            PemDir(dir)
+        }
+
+        /// Writes `contents` to the file `name` and returns its path, as
+        /// `--ca` and the other flags take it.
+        fn write(&self, name: &str, contents: &str) -> String {
+            let path = self.0.join(name);
+            fs::write(&path, contents).expect("write a PEM file");
+            path.to_str()
+                .expect("the temporary directory has a UTF-8 path")
+                .to_owned()
+        }
+    }
+
+    impl Drop for PemDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A test PKI: a CA, a server certificate it signed for `localhost` and
+    /// 127.0.0.1, a client certificate it signed with an Ed25519 key, and
+    /// the PEM files of what a client needs.
+    struct Pki {
+        ca: Authority,
+        server: Leaf,
+        /// The CA's certificate, for `--ca`.
+        ca_file: String,
+        /// The client certificate and its key, for `--cert` and `--key`.
+        client_cert_file: String,
+        client_key_file: String,
+        /// Keeps the files until the test ends.
+        dir: PemDir,
+    }
+
+    impl Pki {
+        /// A fresh PKI, its files in a directory for the test `name`.
+        fn new(name: &str) -> Pki {
+            let ca = Authority::new("echo-client test CA");
+            let server_key = KeyPair::generate().expect("an ECDSA key");
+            let server = ca.sign(
+                &["localhost", "127.0.0.1"],
+                ExtendedKeyUsagePurpose::ServerAuth,
+                server_key,
+            );
+            let client_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("an Ed25519 key");
+            let client = ca.sign(&["client"], ExtendedKeyUsagePurpose::ClientAuth, client_key);
+            let dir = PemDir::new(name);
+            Pki {
+                ca_file: dir.write("ca.pem", &ca.pem()),
+                client_cert_file: dir.write("client.pem", &client.certificate.pem()),
+                client_key_file: dir.write("client.key", &client.key.serialize_pem()),
+                ca,
+                server,
+                dir,
+            }
+        }
+
+        /// The configuration of a server presenting the server certificate
+        /// with `versions`; with `client_ca`, it requires a client
+        /// certificate that CA signed.
+        fn server_config(
+            &self,
+            versions: &[&'static SupportedProtocolVersion],
+            client_ca: Option<&Authority>,
+        ) -> ServerConfig {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+                .with_protocol_versions(versions)
+                .expect("ring supports TLS 1.2 and 1.3");
+            let builder = match client_ca {
+                None => builder.with_no_client_auth(),
+                Some(ca) => {
+                    let mut roots = RootCertStore::empty();
+                    roots.add(ca.0.der().clone()).expect("a CA certificate");
+                    let verifier =
+                        WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                            .build()
+                            .expect("a client verifier");
+                    builder.with_client_cert_verifier(verifier)
+                }
+            };
+            builder
+                .with_single_cert(vec![self.server.der()], self.server.private_key())
+                .expect("the server key matches its certificate")
+        }
+
+        /// Client options that trust this PKI's CA.
+        fn trusting(&self) -> TlsClientOptions {
+            trusting(&self.ca_file)
+        }
+    }
+
+    /// Client options that trust the CAs in `ca_file`.
+    fn trusting(ca_file: &str) -> TlsClientOptions {
+        let mut options = TlsClientOptions::default();
+        options.ca = Some(ca_file.into());
+        options
+    }
+
+    /// Client options that check nothing.
+    fn insecure() -> TlsClientOptions {
+        let mut options = TlsClientOptions::default();
+        options.insecure = true;
+        options
+    }
+
+    /// A TLS echo server: every client on a thread of its own, every byte
+    /// back; after the client's close_notify, its own, then the end. What
+    /// became of each client is reported on `outcomes`.
+    struct TlsServer {
+        addr: SocketAddr,
+        /// Each client's outcome: the bytes echoed when the client closed
+        /// with close_notify, or the error that ended it.
+        outcomes: mpsc::Receiver<io::Result<usize>>,
+    }
+
+    impl TlsServer {
+        /// A server with `config` on a free port of 127.0.0.1. The accept
+        /// thread is left behind when the test ends.
+        fn start(config: ServerConfig) -> TlsServer {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+            let addr = listener
+                .local_addr()
+                .expect("a bound listener has an address");
+            let (sender, outcomes) = mpsc::channel();
+            let config = Arc::new(config);
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    common::set_timeouts(&stream);
+                    let (config, sender) = (Arc::clone(&config), sender.clone());
+                    thread::spawn(move || sender.send(echo_tls(config, stream)));
+                }
+            });
+            TlsServer { addr, outcomes }
+        }
+
+        /// What became of the next client to go.
+        fn outcome(&self) -> io::Result<usize> {
+            self.outcomes
+                .recv_timeout(common::EVENT_TIMEOUT)
+                .expect("a client's outcome within the timeout")
+        }
+    }
+
+    /// Echoes a TLS client on `socket` until its close_notify, then sends
+    /// close_notify and closes; returns how many bytes it echoed.
+    fn echo_tls<S: Read + Write>(config: Arc<ServerConfig>, socket: S) -> io::Result<usize> {
+        let connection = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(connection, socket);
+        let mut buffer = vec![0; 16 * 1024];
+        let mut echoed = 0;
+        loop {
+            let read = match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) => {
+                    // Read on until the client goes, so that the alert
+                    // already sent reaches it, not a reset.
+                    let _ = io::copy(&mut stream.sock, &mut io::sink());
+                    return Err(error);
+                }
+            };
+            stream.write_all(&buffer[..read])?;
+            echoed += read;
+        }
+        stream.conn.send_close_notify();
+        stream.flush()?;
+        Ok(echoed)
+    }
+
+    /// A server for `config` on the Unix socket `file`.
+    fn serve_tls_unix(file: &SocketFile, config: ServerConfig) {
+        let listener = UnixListener::bind(&file.0).expect("bind a Unix socket");
+        let config = Arc::new(config);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let config = Arc::clone(&config);
+                thread::spawn(move || {
+                    stream.set_read_timeout(Some(common::IO_TIMEOUT))?;
+                    stream.set_write_timeout(Some(common::IO_TIMEOUT))?;
+                    echo_tls(config, stream)
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn tls_client_trusting_the_ca_echoes_a_mebibyte_exactly_and_closes_with_close_notify() {
+        let pki = Pki::new("mebibyte");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let message = common::random_bytes(1024 * 1024);
+        let mut client = Client::connect_tls(
+            server.addr,
+            "localhost",
+            &pki.trusting(),
+            common::IO_TIMEOUT,
+        )
+        .expect("connect over TLS");
+        assert_eq!(client.peer(), server.addr.to_string());
+
+        let reply = client.send(&message).expect("send 1 MiB");
+
+        assert_eq!(reply.len(), message.len());
+        assert!(reply == message, "the reply differs from the message");
+        client.close().expect("close");
+        let echoed = server.outcome().expect("the server sees close_notify");
+        assert_eq!(echoed, message.len());
+    }
+
+    #[test]
+    fn tls_client_checks_the_server_name_against_the_certificate() {
+        let pki = Pki::new("names");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+
+        for name in ["localhost", "127.0.0.1"] {
+            let mut client =
+                Client::connect_tls(server.addr, name, &pki.trusting(), common::IO_TIMEOUT)
+                    .unwrap_or_else(|error| panic!("connect as {name}: {error}"));
+            assert_eq!(client.send(b"hello").expect("send"), b"hello");
+            client.close().expect("close");
+        }
+        let error = Client::connect_tls(
+            server.addr,
+            "elsewhere.test",
+            &pki.trusting(),
+            common::IO_TIMEOUT,
+        )
+        .expect_err("the certificate is not for elsewhere.test");
+        assert_eq!(error.kind(), ErrorKind::InvalidData, "{error}");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "TLS handshake with {} failed: invalid peer certificate: certificate not valid for name \"elsewhere.test\"",
+                server.addr
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_client_with_insecure_accepts_a_certificate_for_another_name_from_an_unknown_ca() {
+        let pki = Pki::new("insecure");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let mut client = Client::connect_tls(
+            server.addr,
+            "elsewhere.test",
+            &insecure(),
+            common::IO_TIMEOUT,
+        )
+        .expect("connect without checking the certificate");
+
+        assert_eq!(
+            client.send(b"Hello, server").expect("send"),
+            b"Hello, server"
+        );
+        client.close().expect("close");
+        assert_eq!(server.outcome().expect("a clean close"), 13);
+    }
+
+    #[test]
+    fn tls_client_speaks_tls_1_2_checked_or_insecure() {
+        let pki = Pki::new("tls12");
+        let server = TlsServer::start(pki.server_config(&[&rustls::version::TLS12], None));
+
+        for (how, options) in [
+            ("trusting the CA", pki.trusting()),
+            ("insecure", insecure()),
+        ] {
+            let mut client =
+                Client::connect_tls(server.addr, "localhost", &options, common::IO_TIMEOUT)
+                    .unwrap_or_else(|error| panic!("connect over TLS 1.2 {how}: {error}"));
+            assert_eq!(client.send(b"twelve").expect("send"), b"twelve");
+            client.close().expect("close");
+        }
+    }
+
+    #[test]
+    fn tls_client_trusting_another_ca_fails_the_handshake_naming_the_unknown_issuer() {
+        let pki = Pki::new("other-ca");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let other = pki
+            .dir
+            .write("other-ca.pem", &Authority::new("another CA").pem());
+
+        let error = Client::connect_tls(
+            server.addr,
+            "localhost",
+            &trusting(&other),
+            common::IO_TIMEOUT,
+        )
+        .expect_err("a certificate the trusted CA did not sign");
+
+        assert_eq!(error.kind(), ErrorKind::InvalidData, "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "TLS handshake with {} failed: invalid peer certificate: UnknownIssuer",
+                server.addr
+            )
+        );
+    }
+
+    #[test]
+    fn tls_client_to_a_plain_echo_server_fails_the_handshake_naming_it() {
+        // The server echoes the ClientHello: no reply a TLS server gives.
+        let server = TestServer::start();
+
+        let error = Client::connect_tls(server.addr, "localhost", &insecure(), common::IO_TIMEOUT)
+            .expect_err("no TLS server");
+
+        let prefix = format!("TLS handshake with {} failed: ", server.addr);
+        assert!(error.to_string().starts_with(&prefix), "{error}");
+    }
+
+    #[test]
+    fn tls_client_reports_the_sha256_fingerprint_of_the_server_certificate() {
+        let pki = Pki::new("fingerprint");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let client = Client::connect_tls(server.addr, "localhost", &insecure(), common::IO_TIMEOUT)
+            .expect("connect over TLS");
+
+        // As `openssl x509 -fingerprint -sha256` prints it: two uppercase
+        // hex digits a byte, colons between.
+        let fingerprint = client.peer_certificate_fingerprint().expect("a TLS peer");
+        let bytes: Vec<u8> = fingerprint
+            .split(':')
+            .map(|hex| {
+                assert!(hex.len() == 2 && hex == hex.to_uppercase(), "{fingerprint}");
+                u8::from_str_radix(hex, 16).expect("hex digits")
+            })
+            .collect();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &pki.server.der());
+        assert_eq!(bytes, digest.as_ref(), "{fingerprint}");
+        client.close().expect("close");
+
+        let plain = TestServer::start();
+        let client = Client::connect(plain.addr, common::IO_TIMEOUT).expect("connect");
+        assert_eq!(client.peer_certificate_fingerprint(), None);
+    }
+
+    #[test]
+    fn tls_client_with_a_certificate_is_accepted_by_a_server_requiring_one_and_refused_without() {
+        let pki = Pki::new("client-cert");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, Some(&pki.ca)));
+        let mut with_cert = pki.trusting();
+        with_cert.cert = Some(pki.client_cert_file.clone().into());
+        with_cert.key = Some(pki.client_key_file.clone().into());
+
+        let mut client =
+            Client::connect_tls(server.addr, "localhost", &with_cert, common::IO_TIMEOUT)
+                .expect("connect with a client certificate");
+        assert_eq!(client.send(b"it's me").expect("send"), b"it's me");
+        client.close().expect("close");
+        assert_eq!(server.outcome().expect("a clean close"), 7);
+
+        // Over TLS 1.3 the client's side of the handshake ends before the
+        // server has checked its certificate: the refusal may come with the
+        // first reply.
+        let refused = Client::connect_tls(
+            server.addr,
+            "localhost",
+            &pki.trusting(),
+            common::IO_TIMEOUT,
+        )
+        .and_then(|mut client| client.send(b"it's me"));
+        let error = refused.expect_err("no client certificate");
+        assert!(error.to_string().contains("CertificateRequired"), "{error}");
+        assert!(
+            error.to_string().contains(&server.addr.to_string()),
+            "{error}"
+        );
+        assert!(server.outcome().is_err(), "the server refuses the client");
+    }
+
+    #[test]
+    fn tls_client_close_takes_the_end_of_the_connection_without_close_notify() {
+        let pki = Pki::new("no-close-notify");
+        let config = Arc::new(pki.server_config(DEFAULT_VERSIONS, None));
+        let addr = common::serve_one(move |socket| {
+            let connection = ServerConnection::new(config).expect("a server connection");
+            let mut stream = StreamOwned::new(connection, socket);
+            // The handshake, then the client's close_notify; then away,
+            // without one of its own.
+            let _ = stream.read(&mut [0; 64]);
+        });
+        let client = Client::connect_tls(addr, "localhost", &pki.trusting(), common::IO_TIMEOUT)
+            .expect("connect over TLS");
+
+        client
+            .close()
+            .expect("the end of the connection closes it too");
+    }
+
+    #[test]
+    fn tls_client_over_unix_echoes_and_closes_with_close_notify() {
+        let pki = Pki::new("unix");
+        let file = SocketFile::new("tls");
+        serve_tls_unix(&file, pki.server_config(DEFAULT_VERSIONS, None));
+        let message = common::random_bytes(256 * 1024);
+
+        let mut client = Client::connect_tls_unix(
+            file.as_str(),
+            "localhost",
+            &pki.trusting(),
+            common::IO_TIMEOUT,
+        )
+        .expect("connect over TLS on a Unix socket");
+
+        assert_eq!(client.peer(), format!("unix:{}", file.as_str()));
+        assert!(
+            client.send(&message).expect("send") == message,
+            "the reply differs"
+        );
+        client.close().expect("close");
+    }
+
+    #[test]
+    fn tls_client_handshake_with_a_server_that_trickles_gives_up_at_the_timeout() {
+        // A record header announcing 16 KiB, then a byte every 100 ms: each
+        // read comes well within the socket timeout, the record never ends.
+        let addr = common::serve_one(|mut stream| {
+            let _ = stream.read(&mut [0; 4096]);
+            let mut sent = stream.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+            while sent.is_ok() {
+                thread::sleep(Duration::from_millis(100));
+                sent = stream.write_all(&[0]);
+            }
+        });
+
+        let connected = common::within(common::IO_TIMEOUT, move || {
+            Client::connect_tls(addr, "localhost", &insecure(), SHORT_TIMEOUT).map(drop)
+        });
+
+        let error = connected
+            .expect("connect_tls returns within its timeout")
+            .expect_err("the handshake never ends");
+        assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!("TLS handshake with {addr} did not finish within 300ms")
+        );
+    }
+
+    #[test]
+    fn tls_client_reads_its_files_before_connecting_and_names_the_bad_one() {
+        let pki = Pki::new("bad-files");
+        let not_pem = pki.dir.write("not-pem.txt", "not a certificate\n");
+        let server_key = pki.dir.write("server.key", &pki.server.key.serialize_pem());
+        let missing = pki.dir.0.join("missing.pem");
+        let mut wrong_key = insecure();
+        wrong_key.cert = Some(pki.client_cert_file.clone().into());
+        wrong_key.key = Some(server_key.clone().into());
+        let mut key_as_cert = insecure();
+        key_as_cert.cert = Some(pki.client_key_file.clone().into());
+        key_as_cert.key = Some(pki.client_key_file.clone().into());
+        let cases = [
+            (
+                trusting(&not_pem),
+                format!("no PEM CA certificate in {not_pem}"),
+            ),
+            (
+                trusting(missing.to_str().expect("a UTF-8 path")),
+                format!(
+                    "cannot read {}: no such file or directory",
+                    missing.display()
+                ),
+            ),
+            (
+                wrong_key,
+                format!(
+                    "the private key in {server_key} does not match the certificate in {}",
+                    pki.client_cert_file
+                ),
+            ),
+            (
+                key_as_cert,
+                format!("no PEM certificate in {}", pki.client_key_file),
+            ),
+        ];
+
+        // Nothing listens there: a file error comes first.
+        let closed = common::closed_port();
+        for (options, message) in cases {
+            let error = Client::connect_tls(closed, "localhost", &options, common::IO_TIMEOUT)
+                .expect_err("a bad file");
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_ca_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-ca");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+
+        // The server name is --host's, 127.0.0.1: the certificate has it.
+        let finished = run_client_to(
+            server.addr,
+            &["--tls", "--ca", &pki.ca_file, "-n", "2", "hello"],
+            b"",
+        );
+
+        assert_replied(&finished, "hello", 2);
+        assert_eq!(server.outcome().expect("a clean close"), 10);
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_insecure_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-insecure");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+
+        let finished = run_client_to(
+            server.addr,
+            &["--tls", "--insecure"],
+            b"first line\nsecond line\n",
+        );
+
+        assert_eq!(finished.code, Some(0), "{finished}");
+        assert_eq!(
+            finished.stdout,
+            "Got reply from server: first line\nGot reply from server: second line\n",
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_client_certificate_is_accepted_by_a_server_requiring_one() {
+        let pki = Pki::new("binary-client-cert");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, Some(&pki.ca)));
+        let args = [
+            "--tls",
+            "--ca",
+            &pki.ca_file,
+            "--cert",
+            &pki.client_cert_file,
+            "--key",
+            &pki.client_key_file,
+            "--server-name",
+            "localhost",
+            "hello",
+        ];
+
+        let finished = run_client_to(server.addr, &args, b"");
+
+        assert_replied(&finished, "hello", 1);
+    }
+
+    #[test]
+    fn echo_client_over_unix_with_tls_prints_each_reply_and_exits_0() {
+        let pki = Pki::new("binary-unix");
+        let file = SocketFile::new("binary-tls");
+        serve_tls_unix(&file, pki.server_config(DEFAULT_VERSIONS, None));
+
+        let finished = run_client(
+            &[
+                "--unix",
+                file.as_str(),
+                "--tls",
+                "--ca",
+                &pki.ca_file,
+                "hello",
+            ],
+            b"",
+        );
+
+        assert_replied(&finished, "hello", 1);
+    }
+
+    #[test]
+    fn echo_client_with_tls_trusting_another_ca_exits_1_naming_the_unknown_issuer() {
+        let pki = Pki::new("binary-other-ca");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        let other = pki
+            .dir
+            .write("other-ca.pem", &Authority::new("another CA").pem());
+
+        let finished = run_client_to(server.addr, &["--tls", "--ca", &other, "hello"], b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!(
+                "error: TLS handshake with {} failed: invalid peer certificate: UnknownIssuer\n",
+                server.addr
+            ),
+            "{finished}"
+        );
+        assert_eq!(finished.stdout, "", "{finished}");
+    }
+
+    #[test]
+    fn echo_client_with_tls_but_no_way_to_check_the_server_exits_1_saying_what_to_give() {
+        let finished = run_client_to(common::closed_port(), &["--tls", "hello"], b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            "error: no CA to verify the server with: give --ca PATH or --insecure\n",
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_key_that_does_not_match_its_certificate_exits_1_naming_both() {
+        let pki = Pki::new("binary-wrong-key");
+        let server_key = pki.dir.write("server.key", &pki.server.key.serialize_pem());
+        let args = [
+            "--tls",
+            "--insecure",
+            "--cert",
+            &pki.client_cert_file,
+            "--key",
+            &server_key,
+            "hi",
+        ];
+
+        let finished = run_client_to(common::closed_port(), &args, b"");
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!(
+                "error: the private key in {server_key} does not match the certificate in {}\n",
+                pki.client_cert_file
+            ),
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_a_ca_file_that_is_not_there_exits_1_naming_it() {
+        let pki = Pki::new("binary-missing-ca");
+        let missing = pki.dir.0.join("missing.pem");
+        let missing = missing.to_str().expect("a UTF-8 path");
+
+        let finished = run_client_to(
+            common::closed_port(),
+            &["--tls", "--ca", missing, "hi"],
+            b"",
+        );
+
+        assert_eq!(finished.code, Some(1), "{finished}");
+        assert_eq!(
+            finished.stderr,
+            format!("error: cannot read {missing}: no such file or directory\n"),
+            "{finished}"
+        );
+    }
+
+    #[test]
+    fn echo_client_with_cert_but_no_key_is_a_usage_error() {
+        let finished = run_client(
+            &["--tls", "--insecure", "--cert", "client.pem", "hello"],
+            b"",
+        );
+
+        assert_eq!(finished.code, Some(2), "{finished}");
+        assert!(finished.stderr.contains("--key"), "{finished}");
+        assert_eq!(finished.stdout, "", "{finished}");
+    }
+
+    #[test]
+    fn echo_client_with_tls_and_udp_is_a_usage_error() {
+        let finished = run_client(&["--tls", "--insecure", "--udp", "hello"], b"");
+
+        assert_eq!(finished.code, Some(2), "{finished}");
+        assert!(
+            finished.stderr.contains("cannot be used with"),
+            "{finished}"
+        );
+        assert_eq!(finished.stdout, "", "{finished}");
+    }
 }

@@ -2,15 +2,20 @@
 //!
 //! With messages, sends each one `--count` times and checks every reply;
 //! without, sends each line of standard input and prints its reply. Over
-//! TCP, a Unix stream socket (`--unix`) or UDP (`--udp`).
+//! TCP, a Unix stream socket (`--unix`) or UDP (`--udp`); with `--tls`, over
+//! TLS on TCP or a Unix stream socket.
 
 use std::io::{self, BufRead, Write};
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use echo_server::Client;
+#[cfg(feature = "tls")]
+use echo_server::TlsClientOptions;
 
 /// Sends messages to an echo server and checks that each comes back
 /// unchanged.
@@ -47,9 +52,65 @@ struct Cli {
     #[arg(short, long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     interval: Duration,
 
-    /// Give up waiting to connect or for a reply after this long
+    /// Give up waiting to connect, for the TLS handshake or for a reply
+    /// after this long
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+
+    #[cfg(feature = "tls")]
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// The TLS flags: whether to use TLS, how to check the server, which
+/// certificate to show it.
+#[cfg(feature = "tls")]
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Connect over TLS (1.2 or 1.3), on TCP or --unix
+    #[arg(long, conflicts_with = "udp")]
+    tls: bool,
+
+    /// Trust only the certificate authorities in this PEM file (there is no
+    /// system trust store: --tls needs --ca or --insecure)
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "tls",
+        conflicts_with = "insecure"
+    )]
+    ca: Option<PathBuf>,
+
+    /// Do not check the server's certificate at all (the handshake's
+    /// signatures still are)
+    #[arg(long, requires = "tls")]
+    insecure: bool,
+
+    /// Client certificate chain to show a server that asks for one, PEM
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "key"])]
+    cert: Option<PathBuf>,
+
+    /// Private key of --cert, PEM (RSA, ECDSA or Ed25519)
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "cert"])]
+    key: Option<PathBuf>,
+
+    /// Name the server's certificate must be for, sent as SNI [default: the
+    /// --host value]
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    server_name: Option<String>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsArgs {
+    /// The library's options for these flags; `None` without --tls.
+    fn options(&self) -> Option<TlsClientOptions> {
+        let mut options = TlsClientOptions::default();
+        options.ca.clone_from(&self.ca);
+        options.insecure = self.insecure;
+        options.cert.clone_from(&self.cert);
+        options.key.clone_from(&self.key);
+        self.tls.then_some(options)
+    }
 }
 
 fn main() -> ExitCode {
@@ -96,6 +157,10 @@ fn run(cli: &Cli) -> io::Result<()> {
 
 /// A client over the transport `cli` asks for.
 fn connect(cli: &Cli) -> io::Result<Client> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = cli.tls.options() {
+        return connect_tls(cli, &tls);
+    }
     if let Some(path) = &cli.unix {
         return Client::connect_unix(path, cli.timeout);
     }
@@ -105,6 +170,23 @@ fn connect(cli: &Cli) -> io::Result<Client> {
     } else {
         Client::connect(&addrs[..], cli.timeout)
     }
+}
+
+/// A TLS client on the stream socket `cli` asks for.
+#[cfg(feature = "tls")]
+fn connect_tls(cli: &Cli, tls: &TlsClientOptions) -> io::Result<Client> {
+    if let Some(path) = &cli.unix {
+        return Client::connect_tls_unix(path, server_name(cli), tls, cli.timeout);
+    }
+    let addrs = echo_server::resolve(&cli.host, cli.port)?;
+    Client::connect_tls(&addrs[..], server_name(cli), tls, cli.timeout)
+}
+
+/// The name the server's certificate must be for: --server-name, or else
+/// --host.
+#[cfg(feature = "tls")]
+fn server_name(cli: &Cli) -> &str {
+    cli.tls.server_name.as_deref().unwrap_or(&cli.host)
 }
 
 /// The tutorial's test script: every message, `count` times, `interval`
@@ -188,5 +270,74 @@ mod tests {
         let error = check(&["echo-client", "--udp", "hi", &too_long]).expect_err("too long");
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
         assert!(error.to_string().contains("65508 bytes"), "{error}");
+    }
+
+    /// The kind of error clap makes of `args` after `echo-client`.
+    #[cfg(feature = "tls")]
+    fn parse_error(args: &[&str]) -> ErrorKind {
+        let args = std::iter::once("echo-client").chain(args.iter().copied());
+        Cli::try_parse_from(args).expect_err("a usage error").kind()
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_flags_need_tls_and_exclude_udp_and_each_other() {
+        let cases: [(&[&str], ErrorKind); 7] = [
+            (&["--tls", "--udp"], ErrorKind::ArgumentConflict),
+            (
+                &["--tls", "--ca", "ca.pem", "--insecure"],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["--tls", "--cert", "c.pem"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["--tls", "--key", "k.pem"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (&["--ca", "ca.pem"], ErrorKind::MissingRequiredArgument),
+            (&["--insecure"], ErrorKind::MissingRequiredArgument),
+            (&["--server-name", "x"], ErrorKind::MissingRequiredArgument),
+        ];
+        for (args, kind) in cases {
+            assert_eq!(parse_error(args), kind, "{args:?}");
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_options_follow_the_flags_and_the_server_name_defaults_to_the_host() {
+        let plain = Cli::parse_from(["echo-client", "--host", "example.com"]);
+        assert!(plain.tls.options().is_none());
+
+        let cli = Cli::parse_from([
+            "echo-client",
+            "--host",
+            "example.com",
+            "--tls",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ]);
+        let options = cli.tls.options().expect("--tls");
+        assert_eq!(options.ca, Some(PathBuf::from("ca.pem")));
+        assert!(!options.insecure);
+        assert_eq!(options.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(options.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(server_name(&cli), "example.com");
+
+        let named = Cli::parse_from([
+            "echo-client",
+            "--tls",
+            "--insecure",
+            "--server-name",
+            "echo",
+        ]);
+        assert!(named.tls.options().expect("--tls").insecure);
+        assert_eq!(server_name(&named), "echo");
     }
 }
