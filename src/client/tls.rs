@@ -4,6 +4,7 @@
 //!
 //! rustls with ring as its crypto provider, TLS 1.2 and 1.3 only.
 
+use crate::tls::fingerprint;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -293,17 +294,6 @@ fn unusable_key(cert: &Path, key: &Path, error: &rustls::Error) -> io::Error {
         error => format!("cannot use the private key in {key}: {error}"),
     };
     io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// The SHA-256 fingerprint of `der`: uppercase hex bytes joined by colons.
-fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let bytes: Vec<String> = digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02X}"))
-        .collect();
-    bytes.join(":")
 }
 
 /// The server check of `--insecure`: any certificate is accepted, but the
