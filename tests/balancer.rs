@@ -41,9 +41,7 @@ fn server_on_port(port: u16, args: &[&str]) -> ServerProcess {
 /// it exited 0 and that no connection brought a bad PROXY header, and
 /// returns its log.
 fn stop_cleanly(server: ServerProcess) -> String {
-    server.signal("TERM");
-    let (code, log) = server.wait_exit();
-    assert_eq!(code, Some(0), "exit code after SIGTERM; log:\n{log}");
+    let log = server.stop();
     let summary = summary_line(&log);
     assert!(
         summary.contains(" 0 bad PROXY headers"),

@@ -23,12 +23,11 @@ use common::{
     ServerProcess, TestServer, closed_without_data, echo_server, random_bytes, run_bounded,
     summary_line, tool,
 };
-use echo_server::{Config, TlsConfig};
+use echo_server::{Config, TlsClientOptions, TlsConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 /// A directory of its own for a test's PEM files, removed on drop.
 struct Dir(PathBuf);
@@ -137,46 +136,6 @@ fn fingerprint(cert: &[u8]) -> String {
     hex.join(":")
 }
 
-/// Accepts any server certificate: for the throwaway one, whose
-/// fingerprint the test checks instead.
-#[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -193,11 +152,13 @@ fn client_config(ca: Option<&Ca>, client: Option<&Pair>) -> Arc<ClientConfig> {
             roots.add(ca.der.clone()).unwrap();
             builder.with_root_certificates(roots)
         }
-        None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
-                provider().signature_verification_algorithms,
-            ))),
+        None => {
+            // The library's own --insecure: any certificate, handshake
+            // signatures still checked.
+            let mut insecure = TlsClientOptions::default();
+            insecure.insecure = true;
+            return Arc::new(insecure.client_config().expect("insecure needs no file"));
+        }
     };
     Arc::new(match client {
         Some(pair) => builder
@@ -245,13 +206,6 @@ fn announced_fingerprint(server: &ServerProcess) -> String {
         .find_map(|line| line.strip_prefix("TLS certificate SHA-256 fingerprint: "))
         .unwrap_or_else(|| panic!("no fingerprint line in {:?}", server.announced))
         .to_owned()
-}
-
-fn stop(server: ServerProcess) -> String {
-    server.signal("TERM");
-    let (code, log) = server.wait_exit();
-    assert_eq!(code, Some(0), "{log}");
-    log
 }
 
 #[test]
@@ -415,7 +369,7 @@ fn half_close_over_tls_returns_sixteen_mebibytes_then_close_notify() {
         received.len(),
         message.len()
     );
-    let log = stop(server);
+    let log = server.stop();
     assert!(
         log.contains("disconnected: client closed, 16777216 bytes echoed"),
         "{log}"
@@ -457,7 +411,7 @@ fn failed_handshakes_are_closed_counted_and_the_next_client_served() {
     let mut good = connect_tls(addr, client_config(Some(&ca), None));
     assert_echoes(&mut good, b"still served");
     drop(good);
-    let log = stop(server);
+    let log = server.stop();
     let summary = summary_line(&log);
     let failed = summary
         .split([',', ';'])
@@ -517,7 +471,7 @@ fn client_certificates_are_required_checked_and_logged() {
     assert_echoes(&mut tls, b"welcome");
     server.wait_for_log("TLS client certificate CN=trusted client");
     drop(tls);
-    let log = stop(server);
+    let log = server.stop();
     assert!(
         summary_line(&log).contains(", 2 failed TLS handshakes"),
         "{log}"

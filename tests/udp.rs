@@ -62,14 +62,6 @@ fn exchange(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Option<V
     }
 }
 
-/// Stops `server` with SIGTERM and returns its log.
-fn stop(server: ServerProcess) -> String {
-    server.signal("TERM");
-    let (code, log) = server.wait_exit();
-    assert_eq!(code, Some(0), "{log}");
-    log
-}
-
 #[test]
 fn one_byte_empty_and_largest_datagrams_come_back_whole() {
     let server = server(&[]);
@@ -87,7 +79,7 @@ fn one_byte_empty_and_largest_datagrams_come_back_whole() {
             datagram.len()
         );
     }
-    let log = stop(server);
+    let log = server.stop();
     assert_summary_has(&log, &["3 datagrams echoed", "0 dropped"]);
 }
 
@@ -108,7 +100,7 @@ fn a_listed_source_port_gets_no_answer_and_is_counted() {
         exchange(&ordinary, udp, b"fine").as_deref(),
         Some(&b"fine"[..])
     );
-    let log = stop(server);
+    let log = server.stop();
     assert_summary_has(&log, &["1 datagrams echoed", "1 dropped"]);
 }
 
@@ -147,7 +139,7 @@ fn the_rate_limit_answers_about_the_rate_per_source_ip() {
         answered_second, RATE,
         "another source IP has a bucket of its own"
     );
-    let log = stop(server);
+    let log = server.stop();
     assert!(log.contains("dropped"), "{log}");
     assert!(log.contains("over the rate limit"), "{log}");
 }
@@ -167,7 +159,7 @@ fn deny_applies_to_datagrams() {
     assert_eq!(exchange(&denied, udp, b"no"), None);
     let served = socket_on(localhost());
     assert_eq!(exchange(&served, udp, b"yes").as_deref(), Some(&b"yes"[..]));
-    let log = stop(server);
+    let log = server.stop();
     assert_summary_has(&log, &["1 datagrams echoed", "1 dropped"]);
 }
 
@@ -190,7 +182,7 @@ fn a_thousand_source_ports_at_once_are_all_answered() {
             .count();
     }
     assert_eq!(answered, 1000);
-    let log = stop(server);
+    let log = server.stop();
     assert_summary_has(&log, &["1000 datagrams echoed", "0 dropped"]);
 }
 

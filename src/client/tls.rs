@@ -146,7 +146,7 @@ impl Session {
             )
         })?;
         Ok(Session {
-            config: Arc::new(client_config(tls)?),
+            config: Arc::new(tls.client_config()?),
             server_name,
         })
     }
@@ -199,9 +199,23 @@ fn handshake_error(peer: &str, timeout: Duration, error: &io::Error) -> io::Erro
     io::Error::new(kind, format!("TLS handshake with {peer} failed: {why}"))
 }
 
-/// The rustls configuration `tls` asks for: TLS 1.2 and 1.3 with ring,
-/// the server checked against the CA file or not at all, the client
-/// certificate if there is one.
+impl TlsClientOptions {
+    /// The rustls configuration these options ask for: TLS 1.2 and 1.3
+    /// with ring, the server checked against the CA file or not at all,
+    /// the client certificate if there is one. For clients of their own,
+    /// such as a load generator's event loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect_tls`] before it connects: options incomplete
+    /// or contradictory, a file unreadable, not PEM, or a key that does not
+    /// match its certificate (the error names the file).
+    pub fn client_config(&self) -> io::Result<ClientConfig> {
+        client_config(self)
+    }
+}
+
+/// The rustls configuration `tls` asks for.
 fn client_config(tls: &TlsClientOptions) -> io::Result<ClientConfig> {
     let provider = Arc::new(crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;

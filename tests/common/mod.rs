@@ -567,6 +567,17 @@ fn collect(stderr: ChildStderr, log: &Arc<Mutex<String>>) -> JoinHandle<()> {
     })
 }
 
+impl ServerProcess {
+    /// Stops the server with SIGTERM, checks that it exits 0, and returns
+    /// its log.
+    pub fn stop(self) -> String {
+        self.signal("TERM");
+        let (code, log) = self.wait_exit();
+        assert_eq!(code, Some(0), "exit code after SIGTERM; log:\n{log}");
+        log
+    }
+}
+
 /// The `stopped: …` line a server logs as it exits, with its statistics
 /// (`stopped: 2 accepted, 0 rejected, …; at shutdown 0 left on their own,
 /// 2 closed`); fails the test if `log` has none.

@@ -8,18 +8,13 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
 use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{self, CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 /// Why a run over TLS cannot start without `--ca` or `--insecure`: no crate
 /// that reads the system's trust store is among the dependencies.
@@ -89,23 +84,12 @@ impl TlsArgs {
             None => server_name(host)
                 .map_err(|error| invalid(format!("--host {host}: {error}; give --server-name")))?,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(invalid)?;
-        let builder = match &self.ca {
-            Some(path) => builder.with_root_certificates(roots(path)?),
-            None if self.insecure => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(&provider))),
-            None => return Err(invalid(NO_CA)),
-        };
-        let mut config = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(certificates(cert)?, private_key(key)?)
-                .map_err(|error| invalid(format!("--cert and --key: {error}")))?,
-            _ => builder.with_no_client_auth(),
-        };
+        let mut options = echo_server::TlsClientOptions::default();
+        options.ca.clone_from(&self.ca);
+        options.insecure = self.insecure;
+        options.cert.clone_from(&self.cert);
+        options.key.clone_from(&self.key);
+        let mut config = options.client_config()?;
         config.resumption = Resumption::disabled();
         Ok(Some(Tls {
             config: Arc::new(config),
@@ -120,106 +104,9 @@ fn server_name(text: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(text.to_owned()).map_err(|error| error.to_string())
 }
 
-/// The trust anchors in the PEM file at `path`.
-fn roots(path: &Path) -> io::Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for certificate in certificates(path)? {
-        roots
-            .add(certificate)
-            .map_err(|error| invalid(format!("--ca {}: {error}", path.display())))?;
-    }
-    Ok(roots)
-}
-
-/// Every certificate in the PEM file at `path`, at least one.
-fn certificates(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path)?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| invalid(format!("{}: {error}", path.display())))?;
-    if certificates.is_empty() {
-        return Err(invalid(format!("no certificate in {}", path.display())));
-    }
-    Ok(certificates)
-}
-
-/// The first private key in the PEM file at `path`.
-fn private_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(&read(path)?)
-        .map_err(|error| invalid(format!("no private key in {}: {error}", path.display())))
-}
-
-/// The bytes of the file at `path`, or an error that names it.
-fn read(path: &Path) -> io::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|error| {
-        io::Error::new(
-            error.kind(),
-            format!(
-                "cannot read {}: {}",
-                path.display(),
-                echo_server::reason(&error)
-            ),
-        )
-    })
-}
-
 /// An error in what the flags name.
 fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, error)
-}
-
-/// A verifier for `--insecure`: any certificate is taken as valid for any
-/// name, but the handshake's signatures must still be made by the key of
-/// the certificate presented, so that the session is at least with the
-/// holder of that key.
-#[derive(Debug)]
-struct AnyCertificate {
-    /// The signature algorithms of the crypto provider.
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl AnyCertificate {
-    /// A verifier that checks signatures with `provider`'s algorithms.
-    fn new(provider: &CryptoProvider) -> AnyCertificate {
-        AnyCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// How every connection of a run speaks TLS.
@@ -528,7 +415,9 @@ mod tests {
         };
         let error = mismatched.client("localhost").expect_err("mismatched");
         assert!(
-            error.to_string().starts_with("--cert and --key: "),
+            error
+                .to_string()
+                .contains("does not match the certificate in"),
             "{error}"
         );
     }
@@ -538,7 +427,10 @@ mod tests {
         let empty = TempFile::with("");
         let error = trusting(&empty).client("localhost").expect_err("empty");
         let path = empty.path.display();
-        assert_eq!(error.to_string(), format!("no certificate in {path}"));
+        assert_eq!(
+            error.to_string(),
+            format!("no PEM CA certificate in {path}")
+        );
         let missing = TlsArgs {
             ca: Some(PathBuf::from("/nonexistent/echo-bench-ca.pem")),
             ..trusting(&empty)
