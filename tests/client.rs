@@ -1228,14 +1228,39 @@ mod tls {
     }
 
     #[test]
-    fn echo_client_with_tls_but_no_way_to_check_the_server_exits_1_saying_what_to_give() {
-        let finished = run_client_to(common::closed_port(), &["--tls", "hello"], b"");
-
-        assert_eq!(finished.code, Some(1), "{finished}");
-        assert_eq!(
-            finished.stderr,
-            "error: no CA to verify the server with: give --ca PATH or --insecure\n",
-            "{finished}"
+    fn echo_client_with_tls_alone_trusts_the_system_store_and_says_so_when_it_is_empty() {
+        let pki = Pki::new("binary-system-store");
+        let empty = pki.dir.write("empty.pem", "");
+        let server = TlsServer::start(pki.server_config(DEFAULT_VERSIONS, None));
+        // OpenSSL's variables name the system's trust store; rustls reads
+        // them as OpenSSL does.
+        let trusted = common::run_bounded(
+            common::echo_client()
+                .env("SSL_CERT_FILE", &pki.ca_file)
+                .env("SSL_CERT_DIR", "/nonexistent")
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &server.addr.port().to_string(),
+                ])
+                .args(["--tls", "--server-name", "localhost", "hello"]),
+            b"",
+        );
+        assert_eq!(trusted.code, Some(0), "{trusted}");
+        let none = common::run_bounded(
+            common::echo_client()
+                .env("SSL_CERT_FILE", &empty)
+                .env("SSL_CERT_DIR", "/nonexistent")
+                .args(["--port", "1", "--tls", "hello"]),
+            b"",
+        );
+        assert_eq!(none.code, Some(1), "{none}");
+        assert!(
+            none.stderr.starts_with(
+                "error: no CA to verify the server with: cannot use the system's trust store"
+            ),
+            "{none}"
         );
     }
 

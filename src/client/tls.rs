@@ -4,7 +4,6 @@
 //!
 //! rustls with ring as its crypto provider, TLS 1.2 and 1.3 only.
 
-use crate::tls::fingerprint;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -23,6 +22,7 @@ use rustls::{
 
 use super::{ByteStream, Client, Transport, open_tcp, open_unix};
 use crate::errors::reason;
+use crate::tls::fingerprint;
 
 /// How a TLS [`Client`] checks the server, and the certificate it shows if
 /// the server asks for one. Every file is PEM and is read when connecting.
@@ -52,7 +52,10 @@ use crate::errors::reason;
 #[non_exhaustive]
 pub struct TlsClientOptions {
     /// Trust only the certificate authorities in this file: the server's
-    /// certificate must chain to one of them and name the server.
+    /// certificate must chain to one of them and name the server. Without
+    /// it (and without [`insecure`](Self::insecure)), the system's trust
+    /// store, as OpenSSL finds it (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    /// included).
     pub ca: Option<PathBuf>,
     /// Check nothing about the server's certificate: any certificate for
     /// any name, expired or self-signed, is accepted. The handshake's
@@ -76,9 +79,9 @@ impl Client {
     /// # Errors
     ///
     /// Fails before connecting if the options are incomplete or
-    /// contradictory (neither [`ca`](TlsClientOptions::ca) nor
-    /// [`insecure`](TlsClientOptions::insecure): `no CA to verify the server
-    /// with: give --ca PATH or --insecure`), if a file cannot be read, holds
+    /// contradictory, if neither [`ca`](TlsClientOptions::ca) nor the
+    /// system's trust store gives a CA to trust (`no CA to verify the
+    /// server with: …; give --ca PATH or --insecure`), if a file cannot be read, holds
     /// no PEM item of the kind wanted or a key that does not match its
     /// certificate (the error names the file), or if `server_name` is not a
     /// valid name; as [`Client::connect`] if no address accepts the
@@ -228,11 +231,7 @@ fn client_config(tls: &TlsClientOptions) -> io::Result<ClientConfig> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate { algorithms })),
         (Some(_), true) => return Err(invalid_input("--ca and --insecure exclude each other")),
-        (None, false) => {
-            return Err(invalid_input(
-                "no CA to verify the server with: give --ca PATH or --insecure",
-            ));
-        }
+        (None, false) => builder.with_root_certificates(system_roots()?),
     };
     match (&tls.cert, &tls.key) {
         (None, None) => Ok(builder.with_no_client_auth()),
@@ -246,6 +245,29 @@ fn client_config(tls: &TlsClientOptions) -> io::Result<ClientConfig> {
         }
         _ => Err(invalid_input("--cert and --key go together")),
     }
+}
+
+/// The system's trust store (`/etc/ssl/certs` on Debian, or what
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` name), as OpenSSL reads it.
+///
+/// # Errors
+///
+/// Fails if it holds no certificate rustls can use.
+fn system_roots() -> io::Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "it is empty".to_owned(), ToString::to_string);
+        return Err(invalid_input(&format!(
+            "no CA to verify the server with: cannot use the system's trust store ({why}); \
+             give --ca PATH or --insecure"
+        )));
+    }
+    Ok(roots)
 }
 
 /// The error of options that do not go together.
@@ -475,16 +497,6 @@ mod tests {
             fingerprint(b"abc"),
             "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:\
              B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
-        );
-    }
-
-    #[test]
-    fn options_without_a_ca_or_insecure_are_refused_with_what_to_give() {
-        let error = refused(&TlsClientOptions::default());
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-        assert_eq!(
-            error.to_string(),
-            "no CA to verify the server with: give --ca PATH or --insecure"
         );
     }
 

@@ -11,11 +11,6 @@ use clap::Args;
 pub struct TlsArgs {}
 
 impl TlsArgs {
-    /// Nothing to check.
-    pub fn check(&self) -> Result<(), String> {
-        Ok(())
-    }
-
     /// No TLS, ever.
     ///
     /// # Errors

@@ -16,10 +16,6 @@ use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
-/// Why a run over TLS cannot start without `--ca` or `--insecure`: no crate
-/// that reads the system's trust store is among the dependencies.
-pub const NO_CA: &str = "no CA to verify the server with: give --ca PATH or --insecure";
-
 /// The TLS flags.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsArgs {
@@ -58,15 +54,6 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// What clap cannot check flag by flag: with `--tls`, something to
-    /// verify the server with, or `--insecure`.
-    pub fn check(&self) -> Result<(), String> {
-        if self.tls && self.ca.is_none() && !self.insecure {
-            return Err(NO_CA.to_owned());
-        }
-        Ok(())
-    }
-
     /// The TLS configuration the flags ask for, `None` without `--tls`;
     /// the server name is `--server-name`, or else `host`.
     ///
