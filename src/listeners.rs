@@ -295,10 +295,14 @@ impl Listeners {
         }
         debug!("no longer accepting clients");
         for udp in &self.udp {
-            // Makes a blocked recv_from() return at once. Linux reports
-            // ENOTCONN for an unconnected socket but shuts it down all the
-            // same.
-            let _ = SockRef::from(udp).shutdown(Shutdown::Both);
+            // A datagram of its own makes the socket's blocked recv_from()
+            // return, and its thread see that the server stops. (Shutting
+            // the socket down would too, but then recv_from() returns a
+            // datagram from no address, which std's recv_from() takes for
+            // a broken invariant and panics on.)
+            if let Err(error) = wake_udp(udp) {
+                warn!("cannot wake a UDP socket's thread: {error}; it stops at its next datagram");
+            }
         }
         for (listener, endpoint) in self.sockets.iter().zip(&self.endpoints) {
             if self.owned {
@@ -451,16 +455,32 @@ fn take_queued(listener: &Listener, endpoint: &Endpoint, queued: &mut Vec<Accept
     }
 }
 
-/// Connects to a TCP listener's own address to wake its accept loop,
-/// telling `record` the address the connection will come from before
-/// making it, so that the accept loop knows it for what it is.
-fn wake_tcp(listener: SocketAddr, record: impl FnOnce(SocketAddr)) -> io::Result<()> {
-    let ip = match listener.ip() {
+/// Sends an empty datagram to `socket` from loopback, to wake the thread
+/// blocked on it.
+fn wake_udp(socket: &UdpSocket) -> io::Result<()> {
+    let target = loopback_if_unspecified(socket.local_addr()?);
+    let waker = UdpSocket::bind(SocketAddr::new(target.ip(), 0))?;
+    waker.send_to(&[], target).map(drop)
+}
+
+/// `addr`, with the loopback address of its family if it is unspecified
+/// (`0.0.0.0`, `::`): where a socket bound to every address can be
+/// reached from this machine.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let target = SocketAddr::new(ip, listener.port());
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Connects to a TCP listener's own address to wake its accept loop,
+/// telling `record` the address the connection will come from before
+/// making it, so that the accept loop knows it for what it is.
+fn wake_tcp(listener: SocketAddr, record: impl FnOnce(SocketAddr)) -> io::Result<()> {
+    let target = loopback_if_unspecified(listener);
+    let ip = target.ip();
     let waker = Socket::new(
         Domain::for_address(target),
         Type::STREAM,
@@ -703,6 +723,29 @@ mod tests {
             [Endpoint::Tcp(tcp), Endpoint::Udp(tcp)]
         );
         assert_eq!(Endpoint::Udp(tcp).to_string(), format!("udp:{tcp}"));
+    }
+
+    #[test]
+    fn stopping_wakes_a_thread_blocked_on_a_udp_socket() {
+        let listeners = Arc::new(
+            Listeners::bind(&Config {
+                udp: true,
+                ..config("127.0.0.1", 0)
+            })
+            .unwrap(),
+        );
+        let (received, wait_received) = std::sync::mpsc::channel();
+        let blocked = Arc::clone(&listeners);
+        std::thread::spawn(move || {
+            let mut buffer = [0; 16];
+            let got = blocked.udp_sockets()[0].recv_from(&mut buffer);
+            let _ = received.send(got.map(|(length, _)| length).ok());
+        });
+        listeners.stop_accepting(false, || true);
+        // Whether or not the thread was blocked yet, the wake-up datagram
+        // reaches it; a panic in it would drop the sender instead.
+        let got = wait_received.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(Some(0)));
     }
 
     #[test]
