@@ -216,6 +216,22 @@ fn the_throwaway_certificate_is_the_one_announced_and_the_one_openssl_sees() {
     assert_eq!(seen_fingerprint(&tls), announced);
     assert_echoes(&mut tls, b"Hello, server");
 
+    // The library's own client, as echo-client uses it.
+    let mut insecure = TlsClientOptions::default();
+    insecure.insecure = true;
+    let mut client =
+        echo_server::Client::connect_tls(server.addr(), "localhost", &insecure, common::IO_TIMEOUT)
+            .expect("connect with the library's client");
+    assert_eq!(
+        client.peer_certificate_fingerprint(),
+        Some(announced.clone())
+    );
+    assert_eq!(
+        client.send(b"from the library").unwrap(),
+        b"from the library"
+    );
+    client.close().expect("a clean close");
+
     if let Some(openssl) = tool("openssl") {
         let shown = run_bounded(
             Command::new(&openssl).args([
@@ -609,4 +625,68 @@ fn tls_is_served_on_unix_sockets_too() {
     assert_eq!(&reply, b"over a Unix socket");
     let seen = fingerprint(&tls.conn.peer_certificates().expect("a certificate")[0]);
     assert_eq!(seen, announced);
+}
+
+/// Sends a line through `openssl s_client ARGS` and returns the line that
+/// comes back, within the test timeouts.
+fn line_through_s_client(openssl: &std::path::Path, args: &[&str], line: &str) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(openssl)
+        .arg("s_client")
+        .args(args)
+        // -quiet: no session details, and stay connected at the end of the
+        // input; the test ends the process once its line is back.
+        .arg("-quiet")
+        .stdin(process::Stdio::piped())
+        .stdout(process::Stdio::piped())
+        .stderr(process::Stdio::null())
+        .spawn()
+        .expect("start openssl s_client");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut reply = String::new();
+        let _ = io::BufReader::new(stdout).read_line(&mut reply);
+        let _ = sender.send(reply);
+    });
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(line.as_bytes())
+        .expect("write to s_client");
+    let reply = receiver.recv_timeout(common::IO_TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    reply.expect("a line back through s_client within the timeout")
+}
+
+#[test]
+fn openssl_s_client_gets_its_line_back_with_either_certificate() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let throwaway = ServerProcess::start(&["--bind", "127.0.0.1", "--tls"]);
+    let addr = throwaway.addr().to_string();
+    let line = "Hello through s_client\n";
+    assert_eq!(
+        line_through_s_client(&openssl, &["-connect", &addr], line),
+        line
+    );
+
+    let dir = Dir::new();
+    let (ca, _, args) = server_pki(&dir);
+    fs::write(dir.path("ca.crt"), &ca.pem).unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let own = ServerProcess::start(&args);
+    let verified = [
+        "-connect",
+        &own.addr().to_string(),
+        "-servername",
+        "localhost",
+        "-CAfile",
+        &dir.arg("ca.crt"),
+        "-verify_return_error",
+    ];
+    assert_eq!(line_through_s_client(&openssl, &verified, line), line);
 }
