@@ -679,7 +679,12 @@ fn environment_sets_max_connections_and_idle_timeout() {
 
 #[test]
 fn environment_sets_the_port_and_the_bind_address() {
-    let port = closed_port().port();
+    // A port free on 127.0.0.2 itself: one free on 127.0.0.1 may be a
+    // client's there.
+    let port = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, 2), 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.2")
+        .port();
     let server = ServerProcess::spawn(
         echo_server()
             .env("ECHO_SERVER_PORT", port.to_string())

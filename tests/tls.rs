@@ -690,3 +690,29 @@ fn openssl_s_client_gets_its_line_back_with_either_certificate() {
     ];
     assert_eq!(line_through_s_client(&openssl, &verified, line), line);
 }
+
+#[test]
+fn environment_sets_tls_and_its_files() {
+    let throwaway = ServerProcess::spawn(
+        echo_server()
+            .env("ECHO_SERVER_PORT", "0")
+            .env("ECHO_SERVER_BIND", "127.0.0.1")
+            .env("ECHO_SERVER_TLS", "on"),
+    );
+    let mut tls = connect_tls(throwaway.addr(), client_config(None, None));
+    assert_eq!(seen_fingerprint(&tls), announced_fingerprint(&throwaway));
+    assert_echoes(&mut tls, b"TLS from the environment");
+
+    let dir = Dir::new();
+    let (ca, pair, _) = server_pki(&dir);
+    let own = ServerProcess::spawn(
+        echo_server()
+            .env("ECHO_SERVER_PORT", "0")
+            .env("ECHO_SERVER_BIND", "127.0.0.1")
+            .env("ECHO_SERVER_TLS_CERT", dir.path("server.crt"))
+            .env("ECHO_SERVER_TLS_KEY", dir.path("server.key")),
+    );
+    assert_eq!(announced_fingerprint(&own), fingerprint(&pair.der));
+    let mut tls = connect_tls(own.addr(), client_config(Some(&ca), None));
+    assert_echoes(&mut tls, b"and its files");
+}

@@ -291,3 +291,30 @@ fn socat_and_netcat_get_their_bytes_back() {
         assert_eq!(finished.stdout.as_bytes(), input);
     }
 }
+
+#[test]
+fn environment_sets_unix_sockets_their_mode_and_udp() {
+    let dir = TempDir::new();
+    let path = dir.path("env.sock");
+    let server = ServerProcess::spawn(
+        echo_server()
+            .env("ECHO_SERVER_UNIX", &path)
+            .env("ECHO_SERVER_UNIX_MODE", "600")
+            .env("ECHO_SERVER_PORT", "0")
+            .env("ECHO_SERVER_BIND", "127.0.0.1")
+            .env("ECHO_SERVER_UDP", "yes")
+            .env("ECHO_SERVER_UDP_RATE", "0"),
+    );
+    let tcp = server.addr();
+    assert_eq!(
+        server.endpoints,
+        [
+            tcp.to_string(),
+            format!("unix:{}", path.display()),
+            format!("udp:{tcp}")
+        ]
+    );
+    let mode = fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "{mode:o}");
+    assert_echoes(&mut connect(&path), b"from the environment");
+}
