@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    ServerProcess, TestServer, assert_echoes, closed_port, closed_without_data, connect,
-    connect_from, echo_server, random_bytes, read_to_eof, run_bounded, wait_until,
+    ServerProcess, TestServer, assert_echoes, closed_without_data, connect, connect_from,
+    echo_server, random_bytes, read_to_eof, run_bounded, wait_until,
 };
 use echo_server::{Cidr, Config};
 
