@@ -148,6 +148,14 @@ impl Handler {
         Handler { tls, ..self }
     }
 
+    /// Whether clients speak TLS.
+    fn serves_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// Whether clients are logged once their PROXY header is read rather
     /// than when their thread starts.
     pub(crate) fn logs_connects(&self) -> bool {
@@ -170,33 +178,21 @@ impl Handler {
             debug!("{peer} dropped before it was served: {error}");
             return;
         }
-        let (peer, pending) = if self.config.proxy_protocol {
-            match self.proxy_handshake(socket.socket(), peer.clone(), &mut permit) {
-                Ok((peer, pending)) => {
-                    info!("{peer} connected");
-                    (peer, pending)
-                }
-                Err(rejection) => return self.counters.reject(peer, &rejection),
-            }
-        } else {
-            // The spawner has logged the connection: formatting a log line
-            // here would leave this thread a log buffer and deeper stack
-            // pages for as long as the client stays.
-            let peer = Peer {
-                client: peer,
-                proxy: None,
-            };
-            (peer, Vec::new())
+        let (peer, pending) = match self.identify(socket.socket(), peer.clone(), &mut permit) {
+            Ok(identified) => identified,
+            Err(rejection) => return self.counters.reject(peer, &rejection),
         };
         let mut echoed = 0;
-        let end = match self.tls_handshake(socket.socket(), &peer, &pending) {
-            Ok(Some(mut session)) => echo(
-                &mut session.over(socket.socket()),
-                &socket,
-                &peer,
-                &[],
-                &mut echoed,
-            ),
+        // Without TLS the handshake's function is not even called: its
+        // frame, however briefly used, would leave every client's thread a
+        // stack page more.
+        let session = if self.serves_tls() {
+            self.tls_handshake(socket.socket(), &peer, &pending)
+        } else {
+            Ok(None)
+        };
+        let end = match session {
+            Ok(Some(session)) => echo_tls(session, &socket, &peer, &mut echoed),
             Ok(None) => echo(
                 &mut Plain(socket.socket()),
                 &socket,
@@ -221,15 +217,43 @@ impl Handler {
         );
     }
 
+    /// Who the client is: the connection's peer, or, behind a balancer,
+    /// the client its PROXY header names (logged then, as it is only known
+    /// now), with the bytes that came after the header.
+    fn identify<S: Socket + ?Sized>(
+        &self,
+        socket: &S,
+        peer: PeerAddr,
+        permit: &mut Permit,
+    ) -> Result<(Peer, Vec<u8>), Rejection> {
+        if !self.config.proxy_protocol {
+            // The spawner has logged the connection: formatting a log line
+            // here would leave this thread a log buffer and deeper stack
+            // pages for as long as the client stays.
+            let peer = Peer {
+                client: peer,
+                proxy: None,
+            };
+            return Ok((peer, Vec::new()));
+        }
+        let (peer, pending) = self.proxy_handshake(socket, peer, permit)?;
+        info!("{peer} connected");
+        Ok((peer, pending))
+    }
+
     /// With TLS, completes the handshake (`pending` being its first bytes)
     /// and logs the client certificate's subject, if any; without, `None`.
+    ///
+    /// Never inlined: the handshake's locals are kilobytes, which in the
+    /// frame of `serve` would stay on the stack for the client's life.
     #[cfg(feature = "tls")]
+    #[inline(never)]
     fn tls_handshake<S: Socket + ?Sized>(
         &self,
         socket: &S,
         peer: &Peer,
         pending: &[u8],
-    ) -> Result<Option<Session>, Rejection> {
+    ) -> Result<Option<Box<Session>>, Rejection> {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
@@ -237,7 +261,9 @@ impl Handler {
         if let Some(subject) = session.client_subject() {
             info!("{peer}: TLS client certificate {subject}");
         }
-        Ok(Some(session))
+        // On the heap: a session is kilobytes, which on the stack of
+        // `serve` would cost every client a page, TLS or not.
+        Ok(Some(Box::new(session)))
     }
 
     /// Without TLS built in, there is no handshake.
@@ -247,7 +273,7 @@ impl Handler {
         _: &S,
         _: &Peer,
         _: &[u8],
-    ) -> Result<Option<Session>, Rejection> {
+    ) -> Result<Option<Box<Session>>, Rejection> {
         Ok(None)
     }
 
@@ -362,6 +388,27 @@ fn echo<S: ?Sized>(
         Ok(()) => End::Eof,
         Err(error) => End::from(error),
     }
+}
+
+/// [`echo`] through a TLS session. Never inlined, so that `serve` holds
+/// one echo loop's read buffer, not two: an idle plain client's thread
+/// then touches two stack pages, not three.
+#[inline(never)]
+// Without TLS built in, no session exists: nothing is boxed for nothing.
+#[cfg_attr(not(feature = "tls"), allow(clippy::boxed_local))]
+fn echo_tls<S: Socket + ?Sized>(
+    mut session: Box<Session>,
+    tracked: &Tracked<S>,
+    peer: &Peer,
+    echoed: &mut u64,
+) -> End {
+    echo(
+        &mut session.over(tracked.socket()),
+        tracked,
+        peer,
+        &[],
+        echoed,
+    )
 }
 
 /// Writes all of `bytes`, counting each part written in `echoed` and
