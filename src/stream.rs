@@ -4,14 +4,13 @@
 //! A [`Socket`] is the connected socket itself, shared between the client's
 //! thread and the threads that may close it (shutdown, the idle watchdog).
 //! A [`Stream`] is the byte stream the echo loop serves: the socket as it
-//! is ([`Plain`]), or a session layered over it. TCP is served through
-//! these; another kind of socket, or a TLS session, plugs in here and is
-//! served by the same handler.
+//! is ([`Plain`]), or a TLS session layered over it. TCP and Unix clients
+//! are both kept as a `socket2::Socket`, the one `Socket` the server
+//! accepts; the handler's unit tests plug in a socket in memory.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 /// A client's connected socket.
@@ -51,53 +50,6 @@ pub(crate) trait Socket: fmt::Debug + Send + Sync + 'static {
     ///
     /// Fails if the socket refuses the option.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-}
-
-impl Socket for TcpStream {
-    fn configure(&self) -> io::Result<()> {
-        // An echo is a reply: send it now rather than wait for more to
-        // coalesce.
-        self.set_nodelay(true)
-    }
-
-    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        Read::read(&mut &*self, buffer)
-    }
-
-    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
-        Write::write(&mut &*self, bytes)
-    }
-
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
-    }
-
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, timeout)
-    }
-}
-
-impl Socket for UnixStream {
-    fn configure(&self) -> io::Result<()> {
-        // A Unix socket has no Nagle's algorithm to turn off.
-        Ok(())
-    }
-
-    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        Read::read(&mut &*self, buffer)
-    }
-
-    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
-        Write::write(&mut &*self, bytes)
-    }
-
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        UnixStream::shutdown(self, how)
-    }
-
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        UnixStream::set_read_timeout(self, timeout)
-    }
 }
 
 /// Every accepted client's socket, TCP or Unix, as the server keeps it:
