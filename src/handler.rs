@@ -6,7 +6,7 @@
 //! of client is served by the same echo loop and ends the same way.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::preview::Preview;
 use crate::proxy_protocol::{self, Header};
 use crate::stats::{Counters, Rejection};
 use crate::stop::{Phase, Stop};
-use crate::stream::{PeerAddr, Plain, Socket, Stream};
+use crate::stream::{Deadline, PeerAddr, Plain, Socket, Stream};
 #[cfg(feature = "tls")]
 use crate::tls::{Session, Tls};
 
@@ -289,10 +289,7 @@ impl Handler {
             .config
             .idle_timeout
             .map_or(PROXY_HEADER_TIMEOUT, |idle| idle.min(PROXY_HEADER_TIMEOUT));
-        let mut reader = Deadline {
-            socket,
-            until: Instant::now() + wait,
-        };
+        let mut reader = Deadline::new(socket, wait);
         // The idle watchdog, not a socket timeout, bounds what follows.
         let header = proxy_protocol::read_header(&mut reader)
             .and_then(|header| socket.set_read_timeout(None).map(|()| header));
@@ -317,33 +314,6 @@ impl Handler {
             permit.claim_ip(ip).map_err(Rejection::Limit)?;
         }
         Ok((peer, pending))
-    }
-}
-
-/// Reads from a socket until a deadline, however the bytes trickle in: each
-/// read waits at most for the time left.
-struct Deadline<'a, S: ?Sized> {
-    /// The socket read from.
-    socket: &'a S,
-    /// When reading stops with [`io::ErrorKind::TimedOut`].
-    until: Instant,
-}
-
-impl<S: Socket + ?Sized> Read for Deadline<'_, S> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out());
-        }
-        self.socket.set_read_timeout(Some(left))?;
-        self.socket
-            .read(buffer)
-            .map_err(|error| match error.kind() {
-                // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
-                io::ErrorKind::WouldBlock => timed_out(),
-                _ => error,
-            })
     }
 }
 

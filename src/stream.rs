@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A client's connected socket.
 pub(crate) trait Socket: fmt::Debug + Send + Sync + 'static {
@@ -78,6 +78,57 @@ impl Socket for socket2::Socket {
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         socket2::Socket::set_read_timeout(self, timeout)
+    }
+}
+
+/// A socket read until a deadline, however the bytes trickle in: each read
+/// waits at most for the time left, then fails with
+/// [`io::ErrorKind::TimedOut`]. For what must come at once (a PROXY
+/// header, a TLS handshake); the caller clears the socket's read timeout
+/// afterwards. Writes go through as they are.
+#[derive(Debug)]
+pub(crate) struct Deadline<'a, S: ?Sized> {
+    /// The socket.
+    socket: &'a S,
+    /// When reading stops.
+    until: Instant,
+}
+
+impl<'a, S: Socket + ?Sized> Deadline<'a, S> {
+    /// `socket`, read for at most `wait` from now.
+    pub(crate) fn new(socket: &'a S, wait: Duration) -> Deadline<'a, S> {
+        Deadline {
+            socket,
+            until: Instant::now() + wait,
+        }
+    }
+}
+
+impl<S: Socket + ?Sized> Read for Deadline<'_, S> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket
+            .read(buffer)
+            .map_err(|error| match error.kind() {
+                // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
+                io::ErrorKind::WouldBlock => timed_out(),
+                _ => error,
+            })
+    }
+}
+
+impl<S: Socket + ?Sized> Write for Deadline<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.socket.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

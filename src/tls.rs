@@ -11,14 +11,14 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
-use crate::stream::{Plain, Socket, Stream};
+use crate::stream::{Deadline, Plain, Socket, Stream};
 
 /// How long a client has to finish its handshake unless configured.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,33 +154,13 @@ impl Tls {
     ) -> io::Result<Session> {
         let config = Arc::clone(&self.read().0);
         let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        let until = Instant::now() + self.settings.handshake_timeout;
-        let mut plain = Prefixed {
+        let mut io = Prefixed {
             pending,
-            socket: Plain(socket),
+            socket: Deadline::new(socket, self.settings.handshake_timeout),
         };
         while conn.is_handshaking() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "handshake timed out",
-                ));
-            }
-            socket.set_read_timeout(Some(left))?;
-            match conn.complete_io(&mut plain) {
-                Ok((0, 0)) if conn.is_handshaking() => {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                Ok(_) => {}
-                // SO_RCVTIMEO expiry reads as EAGAIN on Unix.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "handshake timed out",
-                    ));
-                }
-                Err(error) => return Err(error),
+            if conn.complete_io(&mut io)? == (0, 0) && conn.is_handshaking() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
         // The idle watchdog, not a socket timeout, bounds what follows.
@@ -205,7 +185,7 @@ struct Prefixed<'a, S: ?Sized> {
     /// The bytes read already.
     pending: &'a [u8],
     /// The socket the rest comes from.
-    socket: Plain<'a, S>,
+    socket: Deadline<'a, S>,
 }
 
 impl<S: Socket + ?Sized> Read for Prefixed<'_, S> {
