@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -145,14 +144,10 @@ pub(crate) fn serve(socket: &UdpSocket, mut guard: Guard, stop: &Stop, counters:
         }
         match socket.send_to(&buffer[..length], source) {
             Ok(_) => counters.datagrams_echoed(1),
-            Err(error) => send_failed(source, &error),
+            // The next datagram is served all the same.
+            Err(error) => debug!("udp:{source}: cannot send the echo: {error}"),
         }
     }
-}
-
-/// Logs a datagram that could not be sent back; the next one is served.
-fn send_failed(source: SocketAddr, error: &io::Error) {
-    debug!("udp:{source}: cannot send the echo: {error}");
 }
 
 #[cfg(test)]
