@@ -12,54 +12,20 @@ mod common;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{self, Command};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use common::{
-    ServerProcess, TestServer, closed_without_data, echo_server, random_bytes, run_bounded,
-    summary_line, tool,
+    ServerProcess, TempDir, TestServer, closed_without_data, echo_server, random_bytes,
+    run_bounded, summary_line, tool,
 };
 use echo_server::{Config, TlsClientOptions, TlsConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-
-/// A directory of its own for a test's PEM files, removed on drop.
-struct Dir(PathBuf);
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-impl Dir {
-    fn new() -> Dir {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("echo-server-tls-{}-{n}", process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create a test directory");
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name)
-            .to_str()
-            .expect("a UTF-8 temporary path")
-            .to_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A test CA, able to sign server and client certificates.
 struct Ca {
@@ -119,7 +85,7 @@ impl Ca {
 impl Pair {
     /// Writes the certificate and key into `dir` as `NAME.crt` and
     /// `NAME.key`.
-    fn write(&self, dir: &Dir, name: &str) {
+    fn write(&self, dir: &TempDir, name: &str) {
         fs::write(dir.path(&format!("{name}.crt")), &self.cert_pem).unwrap();
         fs::write(dir.path(&format!("{name}.key")), &self.key_pem).unwrap();
     }
@@ -281,7 +247,7 @@ fn socat_gets_its_bytes_back_over_tls() {
 
 /// A CA, a server pair for localhost and 127.0.0.1 written into `dir` as
 /// `server.crt`/`server.key`, and the server's arguments for it.
-fn server_pki(dir: &Dir) -> (Ca, Pair, Vec<String>) {
+fn server_pki(dir: &TempDir) -> (Ca, Pair, Vec<String>) {
     let ca = Ca::new("echo test CA");
     let pair = ca.sign("echo server", &["localhost", "127.0.0.1"]);
     pair.write(dir, "server");
@@ -298,7 +264,7 @@ fn server_pki(dir: &Dir) -> (Ca, Pair, Vec<String>) {
 
 #[test]
 fn a_certificate_made_by_the_test_is_served_and_verified() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, pair, args) = server_pki(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args);
@@ -309,7 +275,7 @@ fn a_certificate_made_by_the_test_is_served_and_verified() {
 
 #[test]
 fn half_close_over_tls_returns_sixteen_mebibytes_then_close_notify() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, _, args) = server_pki(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args);
@@ -395,7 +361,7 @@ fn half_close_over_tls_returns_sixteen_mebibytes_then_close_notify() {
 
 #[test]
 fn failed_handshakes_are_closed_counted_and_the_next_client_served() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, _, args) = server_pki(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args);
@@ -462,7 +428,7 @@ fn a_stalled_handshake_is_closed_at_the_deadline_and_counted() {
 
 #[test]
 fn client_certificates_are_required_checked_and_logged() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, _, mut args) = server_pki(&dir);
     fs::write(dir.path("clients.crt"), &ca.pem).unwrap();
     args.extend(["--tls-client-ca".to_owned(), dir.arg("clients.crt")]);
@@ -496,7 +462,7 @@ fn client_certificates_are_required_checked_and_logged() {
 
 #[test]
 fn sighup_rotates_the_certificate_for_new_clients_only_and_keeps_it_when_broken() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, first, args) = server_pki(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args);
@@ -524,7 +490,7 @@ fn sighup_rotates_the_certificate_for_new_clients_only_and_keeps_it_when_broken(
 
 #[test]
 fn a_broken_pair_at_startup_is_an_error_naming_the_file() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let ca = Ca::new("echo test CA");
     ca.sign("one", &["localhost"]).write(&dir, "one");
     ca.sign("two", &["localhost"]).write(&dir, "two");
@@ -564,7 +530,7 @@ fn haproxy_passes_tls_through_with_a_proxy_header_and_the_server_logs_the_client
     let Some(haproxy) = tool("haproxy") else {
         return;
     };
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, _, mut args) = server_pki(&dir);
     args.push("--proxy-protocol".to_owned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -609,7 +575,7 @@ backend echo
 
 #[test]
 fn tls_is_served_on_unix_sockets_too() {
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let socket = dir.arg("tls.sock");
     let server = ServerProcess::spawn(echo_server().args(["--unix", &socket, "--tls"]));
     let announced = announced_fingerprint(&server);
@@ -674,7 +640,7 @@ fn openssl_s_client_gets_its_line_back_with_either_certificate() {
         line
     );
 
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, _, args) = server_pki(&dir);
     fs::write(dir.path("ca.crt"), &ca.pem).unwrap();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -703,7 +669,7 @@ fn environment_sets_tls_and_its_files() {
     assert_eq!(seen_fingerprint(&tls), announced_fingerprint(&throwaway));
     assert_echoes(&mut tls, b"TLS from the environment");
 
-    let dir = Dir::new();
+    let dir = TempDir::new("tls");
     let (ca, pair, _) = server_pki(&dir);
     let own = ServerProcess::spawn(
         echo_server()

@@ -12,39 +12,13 @@ use std::net::Shutdown;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{self, Command};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use common::{
-    IO_TIMEOUT, ServerProcess, echo_server, random_bytes, run_bounded, summary_line, tool,
+    IO_TIMEOUT, ServerProcess, TempDir, echo_server, random_bytes, run_bounded, summary_line, tool,
 };
-
-/// A fresh socket path in a directory of its own, removed on drop.
-struct TempDir(PathBuf);
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("echo-server-unix-{}-{n}", process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create a test directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `echo-server ARGS`, waited for until it listens.
 fn server(args: &[&str]) -> ServerProcess {
@@ -93,7 +67,7 @@ fn send_all_then_read_to_eof(stream: UnixStream, message: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn echoes_a_mebibyte_exactly_and_half_closes_after_it() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("echo.sock");
     let server = server(&["--unix", path.to_str().unwrap()]);
     let message = random_bytes(1024 * 1024);
@@ -104,7 +78,7 @@ fn echoes_a_mebibyte_exactly_and_half_closes_after_it() {
 
 #[test]
 fn unix_alone_serves_only_the_socket_and_with_a_port_both() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("alone.sock");
     let alone = server(&["--unix", path.to_str().unwrap()]);
     assert_eq!(alone.endpoints, [format!("unix:{}", path.display())]);
@@ -127,7 +101,7 @@ fn unix_alone_serves_only_the_socket_and_with_a_port_both() {
 
 #[test]
 fn a_stale_socket_file_is_replaced() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("stale.sock");
     // A listener dropped without removing its file: nothing answers there.
     drop(UnixListener::bind(&path).unwrap());
@@ -138,7 +112,7 @@ fn a_stale_socket_file_is_replaced() {
 
 #[test]
 fn a_live_socket_is_in_use_and_is_not_touched() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("live.sock");
     let live = UnixListener::bind(&path).unwrap();
     let finished = run_bounded(echo_server().args(["--unix", path.to_str().unwrap()]), b"");
@@ -157,7 +131,7 @@ fn a_live_socket_is_in_use_and_is_not_touched() {
 
 #[test]
 fn a_file_that_is_not_a_socket_is_refused_and_left_alone() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("precious.txt");
     fs::write(&path, b"keep me").unwrap();
     let finished = run_bounded(echo_server().args(["--unix", path.to_str().unwrap()]), b"");
@@ -172,7 +146,7 @@ fn a_file_that_is_not_a_socket_is_refused_and_left_alone() {
 
 #[test]
 fn the_socket_file_is_removed_after_sigterm() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("gone.sock");
     let server = server(&["--unix", path.to_str().unwrap()]);
     assert!(path.exists());
@@ -184,7 +158,7 @@ fn the_socket_file_is_removed_after_sigterm() {
 
 #[test]
 fn the_socket_file_gets_the_mode_asked_for() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("mode.sock");
     let _server = server(&["--unix", path.to_str().unwrap(), "--unix-mode", "600"]);
     let mode = fs::metadata(&path).unwrap().permissions().mode();
@@ -202,7 +176,7 @@ fn serves_an_abstract_name() {
 
 #[test]
 fn max_connections_holds_for_unix_clients() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("full.sock");
     let _server = server(&["--unix", path.to_str().unwrap(), "--max-connections", "1"]);
     let mut first = connect(&path);
@@ -214,7 +188,7 @@ fn max_connections_holds_for_unix_clients() {
 
 #[test]
 fn the_log_names_the_socket_and_the_peers_pid_and_uid() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("who.sock");
     let server = server(&["--unix", path.to_str().unwrap()]);
     let mut client = connect(&path);
@@ -230,7 +204,7 @@ fn the_log_names_the_socket_and_the_peers_pid_and_uid() {
 
 #[test]
 fn clients_that_connect_and_vanish_do_not_stop_the_others() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("vanish.sock");
     let server = server(&["--unix", path.to_str().unwrap()]);
     for _ in 0..100 {
@@ -269,7 +243,7 @@ fn bad_unix_arguments_are_usage_errors_and_a_missing_directory_a_runtime_one() {
 
 #[test]
 fn socat_and_netcat_get_their_bytes_back() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("tools.sock");
     let _server = server(&["--unix", path.to_str().unwrap()]);
     let input = b"line one\nline two\n";
@@ -294,7 +268,7 @@ fn socat_and_netcat_get_their_bytes_back() {
 
 #[test]
 fn environment_sets_unix_sockets_their_mode_and_udp() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("unix");
     let path = dir.path("env.sock");
     let server = ServerProcess::spawn(
         echo_server()

@@ -729,3 +729,40 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// A directory of a test's own under the system's temporary directory,
+/// removed on drop.
+pub struct TempDir(pub PathBuf);
+
+/// Tells the directories of one test binary apart.
+static TEMP_DIRS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl TempDir {
+    /// A fresh, empty directory whose name starts with `echo-server-TAG-`.
+    pub fn new(tag: &str) -> TempDir {
+        let n = TEMP_DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = env::temp_dir().join(format!("echo-server-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a test directory");
+        TempDir(dir)
+    }
+
+    /// The path of `name` in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The same, as a command-line argument.
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name)
+            .to_str()
+            .expect("a UTF-8 temporary path")
+            .to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
