@@ -1,0 +1,62 @@
+//! The two system calls the runner needs that std does not offer: signalling
+//! a whole process group, and raising the open-files limit. The only
+//! `unsafe` in the runner is here.
+
+use std::io;
+
+/// The signals the runner sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Signal {
+    /// Asks a process to stop.
+    Term,
+    /// Stops it for certain.
+    Kill,
+}
+
+/// Sends `signal` to every process in the process group `pgid`.
+///
+/// # Errors
+///
+/// `kill`'s: ESRCH when the group is empty.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "process group id out of range")
+    })?;
+    let signal = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill takes plain integers and touches no memory of ours. A
+    // negative pid names a group; pgid is positive (a pid), so -pgid is
+    // never 0 or -1, which would signal our own group or every process.
+    if pgid > 1 && unsafe { libc::kill(-pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, for this process
+/// and every process it starts, and returns the new soft limit.
+///
+/// # Errors
+///
+/// `getrlimit`'s or `setrlimit`'s.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit that the call only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
