@@ -25,7 +25,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use cli::Options;
-use measure::{Measurement, Outcome};
+use measure::Measurement;
 use plan::Scenario;
 use servers::{Programs, Server};
 
@@ -36,8 +36,10 @@ const SPARE_FILES: u64 = 64;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|arg| arg == "-h" || arg == "--help") {
-        println!("{}", cli::USAGE);
-        return ExitCode::SUCCESS;
+        return match print(&format!("{}\n", cli::USAGE)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     let options = match cli::parse(args) {
         Ok(options) => options,
@@ -64,6 +66,18 @@ fn run(options: &Options) -> Result<(), String> {
     let scenarios = supported_scenarios(options, &programs, &mut notes)?;
     if servers.is_empty() || scenarios.is_empty() {
         return Err(format!("nothing to measure: {}", notes.join("; ")));
+    }
+    let forking: Vec<&str> = servers
+        .iter()
+        .filter(|server| server.forks_per_connection())
+        .map(|server| server.name())
+        .collect();
+    if scenarios.contains(&Scenario::Hold) && !forking.is_empty() {
+        notes.push(format!(
+            "{}: memory per client is Pss summed over the server's processes (one per \
+             client); VmRSS summed would count their shared pages once per process.",
+            forking.join(", ")
+        ));
     }
     match sys::raise_open_files_limit() {
         Ok(limit) if limit < u64::from(options.plan.hold_connections) + SPARE_FILES => {
@@ -199,7 +213,6 @@ fn summary(run: &Measurement) -> String {
             None => "memory not read".to_owned(),
         },
     };
-    debug_assert!(matches!(run.outcome, Outcome::Exited(0)));
     format!("{what}: {figure}")
 }
 

@@ -50,14 +50,26 @@ pub struct HoldMemory {
     pub held: Memory,
     /// The connections echo-bench said it held.
     pub connections: u64,
+    /// Whether the figure is Pss rather than VmRSS: for a server that forks
+    /// a process per connection, VmRSS summed over the processes would
+    /// count the pages they share once per process.
+    pub proportional: bool,
 }
 
 impl HoldMemory {
-    /// The server's resident memory per held connection, KiB.
+    /// The server's memory growth per held connection, KiB: VmRSS, or Pss
+    /// for a server that forks per connection.
     pub fn kib_per_client(&self) -> Option<f64> {
-        (self.connections > 0).then(|| {
-            (self.held.rss_kib as f64 - self.before.rss_kib as f64) / self.connections as f64
-        })
+        let kib = |memory: Memory| {
+            let kib = if self.proportional {
+                memory.pss_kib
+            } else {
+                memory.rss_kib
+            };
+            kib as f64
+        };
+        (self.connections > 0)
+            .then(|| (kib(self.held) - kib(self.before)) / self.connections as f64)
     }
 }
 
@@ -166,6 +178,9 @@ impl Measurement {
             json!({
                 "rss_before_kib": m.before.rss_kib,
                 "rss_held_kib": m.held.rss_kib,
+                "pss_before_kib": m.before.pss_kib,
+                "pss_held_kib": m.held.pss_kib,
+                "per_client_from": if m.proportional { "Pss" } else { "VmRSS" },
                 "threads_held": m.held.threads,
                 "processes_held": m.held.processes,
                 "connections_held": m.connections,
@@ -265,6 +280,7 @@ fn bench(
                     before,
                     held,
                     connections,
+                    proportional: run.server.forks_per_connection(),
                 });
             }
             None => run
@@ -410,17 +426,24 @@ mod tests {
 
     #[test]
     fn memory_per_client_is_the_growth_over_the_connections() {
-        let memory = |rss_kib| Memory {
+        let memory = |rss_kib, pss_kib| Memory {
             rss_kib,
+            pss_kib,
             threads: 1,
             processes: 1,
         };
         let hold = HoldMemory {
-            before: memory(1000),
-            held: memory(21_000),
+            before: memory(1000, 500),
+            held: memory(21_000, 10_500),
             connections: 1000,
+            proportional: false,
         };
         assert_eq!(hold.kib_per_client(), Some(20.0));
+        let forked = HoldMemory {
+            proportional: true,
+            ..hold
+        };
+        assert_eq!(forked.kib_per_client(), Some(10.0));
         let nobody = HoldMemory {
             connections: 0,
             ..hold

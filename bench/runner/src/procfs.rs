@@ -9,6 +9,10 @@ pub struct Memory {
     /// Resident set size (VmRSS), KiB. Summed over processes, pages they
     /// share (the program, libc) count once per process.
     pub rss_kib: u64,
+    /// Proportional set size (Pss, from /proc/PID/smaps_rollup), KiB: each
+    /// page shared by k processes counts 1/k in each, so the sum over
+    /// processes is the memory they hold together.
+    pub pss_kib: u64,
     /// Threads, all processes together.
     pub threads: u64,
     /// Live processes.
@@ -56,24 +60,27 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Memory of process group `pgid`: VmRSS and threads summed over its live
-/// processes (one for a threaded server, one per client more for a server
-/// that forks per connection). A process that exits while it is read is
-/// left out.
+/// Memory of process group `pgid`: VmRSS, Pss and threads summed over its
+/// live processes (one for a threaded server, one per client more for a
+/// server that forks per connection). A process that exits while it is
+/// read is left out.
 pub fn group_memory(pgid: u32) -> Memory {
     let mut total = Memory::default();
     for pid in group_members(pgid) {
         let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
             continue;
         };
+        let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         total.rss_kib += status_field(&status, "VmRSS:").unwrap_or(0);
+        total.pss_kib += status_field(&rollup, "Pss:").unwrap_or(0);
         total.threads += status_field(&status, "Threads:").unwrap_or(0);
         total.processes += 1;
     }
     total
 }
 
-/// The number after `key` in /proc/PID/status (`VmRSS:   1234 kB`).
+/// The number after `key` in /proc/PID/status or smaps_rollup
+/// (`VmRSS:   1234 kB`).
 fn status_field(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
@@ -98,6 +105,7 @@ mod tests {
         let pgid = stat(me).expect("this process has a stat file").pgrp;
         assert!(group_members(pgid).contains(&me));
         let memory = group_memory(pgid);
-        assert!(memory.rss_kib > 0 && memory.threads >= 1 && memory.processes >= 1);
+        assert!(memory.rss_kib > 0 && memory.pss_kib > 0);
+        assert!(memory.threads >= 1 && memory.processes >= 1);
     }
 }

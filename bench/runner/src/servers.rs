@@ -62,6 +62,11 @@ impl Server {
         }
     }
 
+    /// Whether it forks a process per connection.
+    pub fn forks_per_connection(self) -> bool {
+        matches!(self, Server::Socat | Server::Ncat)
+    }
+
     /// The command that serves on `port` of [`HOST`].
     fn command(self, programs: &Programs, port: u16) -> Option<Command> {
         let port_arg = port.to_string();
