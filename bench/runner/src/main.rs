@@ -21,12 +21,13 @@ mod table;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use cli::Options;
 use measure::Measurement;
-use plan::Scenario;
+use plan::{Plan, Scenario};
 use servers::{Programs, Server};
 
 /// Open files each process needs beyond one per connection (listeners,
@@ -67,6 +68,84 @@ fn run(options: &Options) -> Result<(), String> {
     if servers.is_empty() || scenarios.is_empty() {
         return Err(format!("nothing to measure: {}", notes.join("; ")));
     }
+    // Inherited by every server and echo-bench started from here on.
+    let open_files = sys::raise_open_files_limit();
+    notes.extend(memory_notes(
+        &options.plan,
+        &servers,
+        &scenarios,
+        open_files,
+    ));
+
+    let raw_path = options.out.join("raw.jsonl");
+    let runs = measure_all(options, &programs, &servers, &scenarios, &raw_path)?;
+
+    let mut report = table::render(&runs, &servers, &scenarios, &options.plan);
+    report.push('\n');
+    let facts = [
+        format!("Mode: {}", options.plan.describe()),
+        format!("Command: {}", options.command),
+        format!("Raw results: {}", shown(options, &raw_path)),
+        format!("Measuring took {:.0} s.", started.elapsed().as_secs_f64()),
+    ];
+    for line in notes
+        .into_iter()
+        .chain(machine::describe(&options.repo))
+        .chain(facts)
+    {
+        report.push_str(&format!("- {line}\n"));
+    }
+    let table_path = options.out.join("table.md");
+    fs::write(&table_path, &report)
+        .map_err(|e| format!("cannot write {}: {e}", table_path.display()))?;
+    print(&report).map_err(|e| format!("cannot print the table: {e}"))
+}
+
+/// Every measurement of the plan, in rounds; each is written to `raw_path`
+/// as it ends, and the measured ones (not warm-ups) are returned.
+fn measure_all(
+    options: &Options,
+    programs: &Programs,
+    servers: &[Server],
+    scenarios: &[Scenario],
+    raw_path: &Path,
+) -> Result<Vec<Measurement>, String> {
+    let logs = options.out.join("logs");
+    fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let mut raw =
+        File::create(raw_path).map_err(|e| format!("cannot create {}: {e}", raw_path.display()))?;
+    let plan = &options.plan;
+    let total = plan.rounds * scenarios.len() * servers.len();
+    let mut runs = Vec::new();
+    for round in 1..=plan.rounds {
+        for (index, &scenario) in scenarios.iter().enumerate() {
+            // Rotate the order, so that no server always goes first.
+            let shift = ((round - 1) * scenarios.len() + index) % servers.len();
+            for &server in servers.iter().cycle().skip(shift).take(servers.len()) {
+                let log = logs.join(format!("round{round}-{scenario}-{}.log", server.name()));
+                for run in measure::measure(programs, plan, round, scenario, server, &log) {
+                    writeln!(raw, "{}", run.to_json())
+                        .map_err(|e| format!("cannot write {}: {e}", raw_path.display()))?;
+                    if !run.warmup {
+                        eprintln!("[{:>3}/{total}] {}", runs.len() + 1, summary(&run));
+                        runs.push(run);
+                    }
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// What to know about the `hold` figures: how forking servers are counted,
+/// and whether the open-files limit covers the held connections.
+fn memory_notes(
+    plan: &Plan,
+    servers: &[Server],
+    scenarios: &[Scenario],
+    open_files: io::Result<u64>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
     let forking: Vec<&str> = servers
         .iter()
         .filter(|server| server.forks_per_connection())
@@ -79,63 +158,15 @@ fn run(options: &Options) -> Result<(), String> {
             forking.join(", ")
         ));
     }
-    match sys::raise_open_files_limit() {
-        Ok(limit) if limit < u64::from(options.plan.hold_connections) + SPARE_FILES => {
-            notes.push(format!(
-                "The open-files limit is {limit}: too low for {} held connections.",
-                options.plan.hold_connections
-            ))
-        }
+    match open_files {
+        Ok(limit) if limit < u64::from(plan.hold_connections) + SPARE_FILES => notes.push(format!(
+            "The open-files limit is {limit}: too low for {} held connections.",
+            plan.hold_connections
+        )),
         Ok(_) => {}
         Err(e) => notes.push(format!("Cannot raise the open-files limit: {e}.")),
     }
-
-    let logs = options.out.join("logs");
-    fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
-    let raw_path = options.out.join("raw.jsonl");
-    let mut raw = File::create(&raw_path)
-        .map_err(|e| format!("cannot create {}: {e}", raw_path.display()))?;
-
-    let plan = &options.plan;
-    let total = plan.rounds * scenarios.len() * servers.len();
-    let mut runs = Vec::new();
-    for round in 1..=plan.rounds {
-        for (index, &scenario) in scenarios.iter().enumerate() {
-            // Rotate the order, so that no server always goes first.
-            let shift = ((round - 1) * scenarios.len() + index) % servers.len();
-            for &server in servers.iter().cycle().skip(shift).take(servers.len()) {
-                let log = logs.join(format!("round{round}-{scenario}-{}.log", server.name()));
-                for run in measure::measure(&programs, plan, round, scenario, server, &log) {
-                    writeln!(raw, "{}", run.to_json())
-                        .map_err(|e| format!("cannot write {}: {e}", raw_path.display()))?;
-                    if !run.warmup {
-                        eprintln!("[{:>3}/{total}] {}", runs.len() + 1, summary(&run));
-                        runs.push(run);
-                    }
-                }
-            }
-        }
-    }
-
-    let mut report = table::render(&runs, &servers, &scenarios, plan);
-    report.push('\n');
-    for line in notes
-        .iter()
-        .cloned()
-        .chain(machine::describe(&options.repo))
-        .chain([
-            format!("Mode: {}", plan.describe()),
-            format!("Command: {}", options.command),
-            format!("Raw results: {}", shown(options, &raw_path)),
-            format!("Measuring took {:.0} s.", started.elapsed().as_secs_f64()),
-        ])
-    {
-        report.push_str(&format!("- {line}\n"));
-    }
-    let table_path = options.out.join("table.md");
-    fs::write(&table_path, &report)
-        .map_err(|e| format!("cannot write {}: {e}", table_path.display()))?;
-    print(&report).map_err(|e| format!("cannot print the table: {e}"))
+    notes
 }
 
 /// The selected servers that are installed; a note for each that is not.
@@ -217,7 +248,7 @@ fn summary(run: &Measurement) -> String {
 }
 
 /// `path` relative to the repository when it is inside it.
-fn shown(options: &Options, path: &std::path::Path) -> String {
+fn shown(options: &Options, path: &Path) -> String {
     path.strip_prefix(&options.repo)
         .unwrap_or(path)
         .display()
