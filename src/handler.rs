@@ -178,9 +178,8 @@ impl Handler {
             debug!("{peer} dropped before it was served: {error}");
             return;
         }
-        let (peer, pending) = match self.identify(socket.socket(), peer.clone(), &mut permit) {
-            Ok(identified) => identified,
-            Err(rejection) => return self.counters.reject(peer, &rejection),
+        let Some((peer, pending)) = self.identify(socket.socket(), peer, &mut permit) else {
+            return;
         };
         let mut echoed = 0;
         // Without TLS the handshake's function is not even called: its
@@ -219,13 +218,18 @@ impl Handler {
 
     /// Who the client is: the connection's peer, or, behind a balancer,
     /// the client its PROXY header names (logged then, as it is only known
-    /// now), with the bytes that came after the header.
+    /// now), with the bytes that came after the header; `None` for a
+    /// client rejected on its header, counted here.
+    ///
+    /// `peer` is moved, not cloned: a Unix peer is on the heap, and a copy
+    /// made on this thread would be its first allocation, which glibc
+    /// answers with a per-thread cache kept for the thread's life.
     fn identify<S: Socket + ?Sized>(
         &self,
         socket: &S,
         peer: PeerAddr,
         permit: &mut Permit,
-    ) -> Result<(Peer, Vec<u8>), Rejection> {
+    ) -> Option<(Peer, Vec<u8>)> {
         if !self.config.proxy_protocol {
             // The spawner has logged the connection: formatting a log line
             // here would leave this thread a log buffer and deeper stack
@@ -234,11 +238,18 @@ impl Handler {
                 client: peer,
                 proxy: None,
             };
-            return Ok((peer, Vec::new()));
+            return Some((peer, Vec::new()));
         }
-        let (peer, pending) = self.proxy_handshake(socket, peer, permit)?;
-        info!("{peer} connected");
-        Ok((peer, pending))
+        match self.proxy_handshake(socket, &peer, permit) {
+            Ok((peer, pending)) => {
+                info!("{peer} connected");
+                Some((peer, pending))
+            }
+            Err(rejection) => {
+                self.counters.reject(peer, &rejection);
+                None
+            }
+        }
     }
 
     /// With TLS, completes the handshake (`pending` being its first bytes)
@@ -282,7 +293,7 @@ impl Handler {
     fn proxy_handshake<S: Socket + ?Sized>(
         &self,
         socket: &S,
-        proxy: PeerAddr,
+        proxy: &PeerAddr,
         permit: &mut Permit,
     ) -> Result<(Peer, Vec<u8>), Rejection> {
         let wait = self
@@ -297,12 +308,12 @@ impl Handler {
         let peer = match header {
             Header::Proxied { source, .. } => Peer {
                 client: PeerAddr::Ip(source),
-                proxy: Some(proxy),
+                proxy: Some(proxy.clone()),
             },
             // A balancer's own connection (a health check): its address is
             // the client's.
             Header::Local => Peer {
-                client: proxy,
+                client: proxy.clone(),
                 proxy: None,
             },
         };
