@@ -290,6 +290,7 @@ impl Handler {
 
     /// Reads the PROXY header and admits the client it names, returning who
     /// it is and the bytes that came after the header.
+    #[inline(never)]
     fn proxy_handshake<S: Socket + ?Sized>(
         &self,
         socket: &S,
@@ -332,6 +333,11 @@ impl Handler {
 /// until EOF, then shuts down the write side. Counts the bytes echoed in
 /// `echoed`, which the caller reads even when an error ends the loop, and
 /// marks them on `tracked` for the idle watchdog.
+///
+/// Never inlined: its read buffer then sits beside the PROXY handshake on
+/// the stack, not above it, so that a client behind a balancer touches no
+/// more stack pages than one without.
+#[inline(never)]
 fn echo<S: ?Sized>(
     stream: &mut impl Stream,
     tracked: &Tracked<S>,
@@ -371,10 +377,7 @@ fn echo<S: ?Sized>(
     }
 }
 
-/// [`echo`] through a TLS session. Never inlined, so that `serve` holds
-/// one echo loop's read buffer, not two: an idle plain client's thread
-/// then touches two stack pages, not three.
-#[inline(never)]
+/// [`echo`] through a TLS session.
 // Without TLS built in, no session exists: nothing is boxed for nothing.
 #[cfg_attr(not(feature = "tls"), allow(clippy::boxed_local))]
 fn echo_tls<S: Socket + ?Sized>(
