@@ -426,6 +426,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::net::{Shutdown, SocketAddr};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A socket in memory: reads come from `input`, one chunk per read,
     /// then EOF; writes go to `output`, at most `max_write` bytes a call,
@@ -515,7 +516,7 @@ mod tests {
 
     /// `socket` as a client of `limits`, which holds a stand-in socket in
     /// its registry.
-    fn client(limits: &Arc<Limits>, socket: Fake) -> (Client<Fake>, Arc<Tracked<Fake>>) {
+    fn client<S>(limits: &Arc<Limits>, socket: S) -> (Client<S>, Arc<Tracked<S>>) {
         let socket = Arc::new(Tracked::new(socket));
         let (stand_in, _) = std::os::unix::net::UnixStream::pair().unwrap();
         let stand_in = Arc::new(Tracked::new(socket2::Socket::from(stand_in)));
@@ -569,6 +570,105 @@ mod tests {
         let (end, echoed, _) = run_echo(&fake, b"");
         assert!(matches!(end, End::Reset), "{end}");
         assert_eq!(echoed, 0);
+    }
+
+    /// A real socket that notes, each time a thread waits on it for the
+    /// client's bytes, how many allocator calls that thread has made.
+    #[derive(Debug)]
+    struct Noting {
+        socket: socket2::Socket,
+        calls_before_reads: AtomicUsize,
+    }
+
+    impl Socket for Noting {
+        fn configure(&self) -> io::Result<()> {
+            self.socket.configure()
+        }
+
+        fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+            let calls = crate::sys::allocator_calls::on_this_thread();
+            self.calls_before_reads.fetch_max(calls, Ordering::Relaxed);
+            Socket::read(&self.socket, buffer)
+        }
+
+        fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+            Socket::write(&self.socket, bytes)
+        }
+
+        fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+            Socket::shutdown(&self.socket, how)
+        }
+
+        fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+            Socket::set_read_timeout(&self.socket, timeout)
+        }
+    }
+
+    /// Serves `socket` on a thread started as the spawner starts one,
+    /// runs `client` against it, and returns the most allocator calls the
+    /// thread had made when it waited for the client's bytes.
+    fn allocator_calls_while_waiting(
+        socket: socket2::Socket,
+        peer: PeerAddr,
+        client: impl FnOnce(),
+    ) -> usize {
+        let (handler, _) = handler(Config::default());
+        let limits = Arc::new(Limits::new(None, None));
+        let (mut served, noting) = self::client(
+            &limits,
+            Noting {
+                socket,
+                calls_before_reads: 0.into(),
+            },
+        );
+        served.peer = peer;
+        let (done, finished) = std::sync::mpsc::channel();
+        crate::sys::spawn(c"echo-test", 128 * 1024, move || {
+            handler.serve(served);
+            let _ = done.send(());
+        })
+        .unwrap();
+        client();
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        noting.socket().calls_before_reads.load(Ordering::Relaxed)
+    }
+
+    /// Sends a message on `stream`, reads its echo, closes its side with
+    /// `close` and reads to EOF.
+    fn ping(mut stream: impl io::Read + io::Write, close: impl FnOnce()) {
+        stream.write_all(b"ping").unwrap();
+        let mut echo = [0; 4];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+        close();
+        assert_eq!(stream.read(&mut echo).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_waiting_clients_thread_has_made_no_allocator_call() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::unix::net::UnixStream;
+        let timeout = Some(Duration::from_secs(10));
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        tcp.set_read_timeout(timeout).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        let calls = allocator_calls_while_waiting(accepted.into(), PeerAddr::Ip(peer), || {
+            ping(&tcp, || tcp.shutdown(Shutdown::Write).unwrap());
+        });
+        assert_eq!(calls, 0, "a TCP client's thread");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        theirs.set_read_timeout(timeout).unwrap();
+        let peer = PeerAddr::Unix(Box::new(crate::stream::UnixPeer {
+            socket: "unix:/run/echo.sock".to_owned(),
+            credentials: Some((1, 0)),
+        }));
+        let calls = allocator_calls_while_waiting(ours.into(), peer, || {
+            ping(&theirs, || theirs.shutdown(Shutdown::Write).unwrap());
+        });
+        assert_eq!(calls, 0, "a Unix client's thread");
     }
 
     #[test]

@@ -219,6 +219,61 @@ pub(crate) fn peer_credentials(socket: &impl AsFd) -> io::Result<(i32, u32)> {
     }
 }
 
+/// An allocator for the library's tests that counts, thread by thread,
+/// the calls made to it, so that a test can check that a client's thread
+/// makes none: a thread's first allocator call, a free included, gives it
+/// glibc's per-thread cache for its whole life.
+#[cfg(test)]
+pub(crate) mod allocator_calls {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Calls made by this thread; constant-initialised and without a
+        /// destructor, so that counting allocates nothing itself.
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The calls made to the allocator by the calling thread so far.
+    pub(crate) fn on_this_thread() -> usize {
+        CALLS.get()
+    }
+
+    /// The system allocator, counted.
+    struct Counted;
+
+    #[global_allocator]
+    static COUNTED: Counted = Counted;
+
+    // SAFETY: every call is passed on unchanged to the system allocator;
+    // counting only touches a thread-local integer.
+    unsafe impl GlobalAlloc for Counted {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
