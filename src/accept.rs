@@ -14,7 +14,6 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
-use std::thread;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -205,17 +204,14 @@ fn start(handler: &Arc<Handler>, stop: &Arc<Stop>, counters: &Counters, client: 
     // One pointer, not the handler's own three: the closure stays
     // allocated for as long as the thread runs.
     let handler_of_thread = Arc::clone(handler);
-    let spawned = thread::Builder::new()
-        .name("echo-conn".to_owned())
-        .stack_size(CLIENT_STACK_SIZE)
-        .spawn(move || {
-            // Dropped last, once the socket is closed: the server waits
-            // for it before it stops.
-            let _thread = thread;
-            handler_of_thread.serve(client);
-        });
+    let spawned = sys::spawn(c"echo-conn", CLIENT_STACK_SIZE, move || {
+        // Dropped last, once the socket is closed: the server waits for
+        // it before it stops.
+        let _thread = thread;
+        handler_of_thread.serve(client);
+    });
     match spawned {
-        Ok(_) => {
+        Ok(()) => {
             counters.accepted();
             // Behind a proxy, the client is known once its header is read.
             if !handler.logs_connects() {

@@ -178,9 +178,8 @@ impl Handler {
             debug!("{peer} dropped before it was served: {error}");
             return;
         }
-        let (peer, pending) = match self.identify(socket.socket(), peer.clone(), &mut permit) {
-            Ok(identified) => identified,
-            Err(rejection) => return self.counters.reject(peer, &rejection),
+        let Some((peer, pending)) = self.identify(socket.socket(), peer, &mut permit) else {
+            return;
         };
         let mut echoed = 0;
         // Without TLS the handshake's function is not even called: its
@@ -219,13 +218,18 @@ impl Handler {
 
     /// Who the client is: the connection's peer, or, behind a balancer,
     /// the client its PROXY header names (logged then, as it is only known
-    /// now), with the bytes that came after the header.
+    /// now), with the bytes that came after the header; `None` for a
+    /// client rejected on its header, counted here.
+    ///
+    /// `peer` is moved, not cloned: a Unix peer is on the heap, and a copy
+    /// made on this thread would be its first allocation, which glibc
+    /// answers with a per-thread cache kept for the thread's life.
     fn identify<S: Socket + ?Sized>(
         &self,
         socket: &S,
         peer: PeerAddr,
         permit: &mut Permit,
-    ) -> Result<(Peer, Vec<u8>), Rejection> {
+    ) -> Option<(Peer, Vec<u8>)> {
         if !self.config.proxy_protocol {
             // The spawner has logged the connection: formatting a log line
             // here would leave this thread a log buffer and deeper stack
@@ -234,11 +238,18 @@ impl Handler {
                 client: peer,
                 proxy: None,
             };
-            return Ok((peer, Vec::new()));
+            return Some((peer, Vec::new()));
         }
-        let (peer, pending) = self.proxy_handshake(socket, peer, permit)?;
-        info!("{peer} connected");
-        Ok((peer, pending))
+        match self.proxy_handshake(socket, &peer, permit) {
+            Ok((peer, pending)) => {
+                info!("{peer} connected");
+                Some((peer, pending))
+            }
+            Err(rejection) => {
+                self.counters.reject(peer, &rejection);
+                None
+            }
+        }
     }
 
     /// With TLS, completes the handshake (`pending` being its first bytes)
@@ -279,10 +290,11 @@ impl Handler {
 
     /// Reads the PROXY header and admits the client it names, returning who
     /// it is and the bytes that came after the header.
+    #[inline(never)]
     fn proxy_handshake<S: Socket + ?Sized>(
         &self,
         socket: &S,
-        proxy: PeerAddr,
+        proxy: &PeerAddr,
         permit: &mut Permit,
     ) -> Result<(Peer, Vec<u8>), Rejection> {
         let wait = self
@@ -297,12 +309,12 @@ impl Handler {
         let peer = match header {
             Header::Proxied { source, .. } => Peer {
                 client: PeerAddr::Ip(source),
-                proxy: Some(proxy),
+                proxy: Some(proxy.clone()),
             },
             // A balancer's own connection (a health check): its address is
             // the client's.
             Header::Local => Peer {
-                client: proxy,
+                client: proxy.clone(),
                 proxy: None,
             },
         };
@@ -321,6 +333,11 @@ impl Handler {
 /// until EOF, then shuts down the write side. Counts the bytes echoed in
 /// `echoed`, which the caller reads even when an error ends the loop, and
 /// marks them on `tracked` for the idle watchdog.
+///
+/// Never inlined: its read buffer then sits beside the PROXY handshake on
+/// the stack, not above it, so that a client behind a balancer touches no
+/// more stack pages than one without.
+#[inline(never)]
 fn echo<S: ?Sized>(
     stream: &mut impl Stream,
     tracked: &Tracked<S>,
@@ -360,10 +377,7 @@ fn echo<S: ?Sized>(
     }
 }
 
-/// [`echo`] through a TLS session. Never inlined, so that `serve` holds
-/// one echo loop's read buffer, not two: an idle plain client's thread
-/// then touches two stack pages, not three.
-#[inline(never)]
+/// [`echo`] through a TLS session.
 // Without TLS built in, no session exists: nothing is boxed for nothing.
 #[cfg_attr(not(feature = "tls"), allow(clippy::boxed_local))]
 fn echo_tls<S: Socket + ?Sized>(
@@ -412,6 +426,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::net::{Shutdown, SocketAddr};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A socket in memory: reads come from `input`, one chunk per read,
     /// then EOF; writes go to `output`, at most `max_write` bytes a call,
@@ -501,7 +516,7 @@ mod tests {
 
     /// `socket` as a client of `limits`, which holds a stand-in socket in
     /// its registry.
-    fn client(limits: &Arc<Limits>, socket: Fake) -> (Client<Fake>, Arc<Tracked<Fake>>) {
+    fn client<S>(limits: &Arc<Limits>, socket: S) -> (Client<S>, Arc<Tracked<S>>) {
         let socket = Arc::new(Tracked::new(socket));
         let (stand_in, _) = std::os::unix::net::UnixStream::pair().unwrap();
         let stand_in = Arc::new(Tracked::new(socket2::Socket::from(stand_in)));
@@ -555,6 +570,105 @@ mod tests {
         let (end, echoed, _) = run_echo(&fake, b"");
         assert!(matches!(end, End::Reset), "{end}");
         assert_eq!(echoed, 0);
+    }
+
+    /// A real socket that notes, each time a thread waits on it for the
+    /// client's bytes, how many allocator calls that thread has made.
+    #[derive(Debug)]
+    struct Noting {
+        socket: socket2::Socket,
+        calls_before_reads: AtomicUsize,
+    }
+
+    impl Socket for Noting {
+        fn configure(&self) -> io::Result<()> {
+            self.socket.configure()
+        }
+
+        fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+            let calls = crate::sys::allocator_calls::on_this_thread();
+            self.calls_before_reads.fetch_max(calls, Ordering::Relaxed);
+            Socket::read(&self.socket, buffer)
+        }
+
+        fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+            Socket::write(&self.socket, bytes)
+        }
+
+        fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+            Socket::shutdown(&self.socket, how)
+        }
+
+        fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+            Socket::set_read_timeout(&self.socket, timeout)
+        }
+    }
+
+    /// Serves `socket` on a thread started as the spawner starts one,
+    /// runs `client` against it, and returns the most allocator calls the
+    /// thread had made when it waited for the client's bytes.
+    fn allocator_calls_while_waiting(
+        socket: socket2::Socket,
+        peer: PeerAddr,
+        client: impl FnOnce(),
+    ) -> usize {
+        let (handler, _) = handler(Config::default());
+        let limits = Arc::new(Limits::new(None, None));
+        let (mut served, noting) = self::client(
+            &limits,
+            Noting {
+                socket,
+                calls_before_reads: 0.into(),
+            },
+        );
+        served.peer = peer;
+        let (done, finished) = std::sync::mpsc::channel();
+        crate::sys::spawn(c"echo-test", 128 * 1024, move || {
+            handler.serve(served);
+            let _ = done.send(());
+        })
+        .unwrap();
+        client();
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        noting.socket().calls_before_reads.load(Ordering::Relaxed)
+    }
+
+    /// Sends a message on `stream`, reads its echo, closes its side with
+    /// `close` and reads to EOF.
+    fn ping(mut stream: impl io::Read + io::Write, close: impl FnOnce()) {
+        stream.write_all(b"ping").unwrap();
+        let mut echo = [0; 4];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+        close();
+        assert_eq!(stream.read(&mut echo).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_waiting_clients_thread_has_made_no_allocator_call() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::unix::net::UnixStream;
+        let timeout = Some(Duration::from_secs(10));
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        tcp.set_read_timeout(timeout).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        let calls = allocator_calls_while_waiting(accepted.into(), PeerAddr::Ip(peer), || {
+            ping(&tcp, || tcp.shutdown(Shutdown::Write).unwrap());
+        });
+        assert_eq!(calls, 0, "a TCP client's thread");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        theirs.set_read_timeout(timeout).unwrap();
+        let peer = PeerAddr::Unix(Box::new(crate::stream::UnixPeer {
+            socket: "unix:/run/echo.sock".to_owned(),
+            credentials: Some((1, 0)),
+        }));
+        let calls = allocator_calls_while_waiting(ours.into(), peer, || {
+            ping(&theirs, || theirs.shutdown(Shutdown::Write).unwrap());
+        });
+        assert_eq!(calls, 0, "a Unix client's thread");
     }
 
     #[test]

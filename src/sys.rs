@@ -1,10 +1,15 @@
 //! What the process asks of the OS that std has no API for: the scheduling
-//! policy of the server's threads, the open file limit, and who is on the
-//! other end of a Unix socket. The one place that calls the OS directly.
+//! policy of the server's threads, client threads that allocate nothing,
+//! the open file limit, and who is on the other end of a Unix socket. The
+//! one place that calls the OS directly.
 #![allow(unsafe_code)]
 
+use std::ffi::{CStr, c_void};
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
 
 /// Puts the calling thread, and every thread it starts from then on (Linux
 /// threads inherit the policy), under `SCHED_BATCH`.
@@ -26,6 +31,121 @@ pub(crate) fn use_batch_scheduling() -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// What a thread started by [`spawn`] runs, handed over as one pointer.
+struct Start<F> {
+    /// The thread's name.
+    name: &'static CStr,
+    /// What it runs; taken when it starts.
+    main: Option<F>,
+}
+
+/// Starts a detached thread named `name` (at most 15 bytes, as Linux
+/// keeps; a longer name leaves the thread unnamed), with `stack_size`
+/// bytes of stack, that runs `main`.
+///
+/// A bare POSIX thread, not a `std::thread` one, so that a thread blocked
+/// in `read` costs its stack pages and nothing on the heap: a std thread
+/// allocates at its start (a copy of its name, a thread-local destructor,
+/// its stack's bounds), and its first allocation gives it glibc's
+/// per-thread cache, over half a KiB, for its whole life. What it loses
+/// against a std thread: a panic message names it `<unnamed>` (with its
+/// thread id), and a stack overflow ends the process without saying so.
+///
+/// Nothing joins the thread: whoever waits for it counts it with a guard
+/// that `main` drops. A panic in `main` ends the thread, dropping what
+/// `main` owns.
+///
+/// # Errors
+///
+/// Fails as `pthread_create` does (`EAGAIN` when out of threads or
+/// memory); `main` is then dropped without running.
+pub(crate) fn spawn<F>(name: &'static CStr, stack_size: usize, main: F) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let start = Box::into_raw(Box::new(Start {
+        name,
+        main: Some(main),
+    }));
+    // SAFETY: `run::<F>` takes `start` as the `Start<F>` it is.
+    let created = unsafe { create_detached(stack_size, run::<F>, start.cast()) };
+    if created.is_err() {
+        // SAFETY: no thread was created to take `start`: it is still ours.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    created
+}
+
+/// Creates a detached thread with `stack_size` bytes of stack that runs
+/// `run(argument)`.
+///
+/// # Safety
+///
+/// `run` must be sound to call with `argument` on another thread.
+unsafe fn create_detached(
+    stack_size: usize,
+    run: extern "C" fn(*mut c_void) -> *mut c_void,
+    argument: *mut c_void,
+) -> io::Result<()> {
+    let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: pthread_attr_init initialises `attr`, which the calls after
+    // it use only then, and which is destroyed last; `thread` outlives the
+    // call that writes it.
+    unsafe {
+        os_result(libc::pthread_attr_init(attr.as_mut_ptr()))?;
+        let mut thread = 0;
+        let created = os_result(libc::pthread_attr_setstacksize(
+            attr.as_mut_ptr(),
+            stack_size,
+        ))
+        .and_then(|()| {
+            os_result(libc::pthread_attr_setdetachstate(
+                attr.as_mut_ptr(),
+                libc::PTHREAD_CREATE_DETACHED,
+            ))
+        })
+        .and_then(|()| {
+            os_result(libc::pthread_create(
+                &mut thread,
+                attr.as_ptr(),
+                run,
+                argument,
+            ))
+        });
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        created
+    }
+}
+
+/// The body of a thread started by [`spawn`].
+extern "C" fn run<F: FnOnce()>(start: *mut c_void) -> *mut c_void {
+    // SAFETY: `start` comes from Box::into_raw in `spawn`, which gave it
+    // up to this thread alone.
+    let mut start = unsafe { Box::from_raw(start.cast::<Start<F>>()) };
+    // SAFETY: the name is a NUL-terminated string that outlives the call.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), start.name.as_ptr()) };
+    if let Some(main) = start.main.take() {
+        // Unwinding must stop here, before C code: the panic has been
+        // reported, and what `main` owned has been dropped.
+        let _ = panic::catch_unwind(AssertUnwindSafe(main));
+    }
+    // Freed only now: a free is an allocator call too, and the thread's
+    // first one would give it glibc's per-thread cache for the rest of
+    // its life.
+    drop(start);
+    ptr::null_mut()
+}
+
+/// `Ok` for a pthread function's result of zero, the error it returned
+/// otherwise.
+fn os_result(code: libc::c_int) -> io::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(code))
     }
 }
 
@@ -99,6 +219,61 @@ pub(crate) fn peer_credentials(socket: &impl AsFd) -> io::Result<(i32, u32)> {
     }
 }
 
+/// An allocator for the library's tests that counts, thread by thread,
+/// the calls made to it, so that a test can check that a client's thread
+/// makes none: a thread's first allocator call, a free included, gives it
+/// glibc's per-thread cache for its whole life.
+#[cfg(test)]
+pub(crate) mod allocator_calls {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Calls made by this thread; constant-initialised and without a
+        /// destructor, so that counting allocates nothing itself.
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The calls made to the allocator by the calling thread so far.
+    pub(crate) fn on_this_thread() -> usize {
+        CALLS.get()
+    }
+
+    /// The system allocator, counted.
+    struct Counted;
+
+    #[global_allocator]
+    static COUNTED: Counted = Counted;
+
+    // SAFETY: every call is passed on unchanged to the system allocator;
+    // counting only touches a thread-local integer.
+    unsafe impl GlobalAlloc for Counted {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            CALLS.set(CALLS.get() + 1);
+            // SAFETY: the caller's guarantees, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +290,37 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_spawned_thread_is_named_and_drops_what_it_owns_when_it_panics() {
+        let (names, received) = std::sync::mpsc::channel();
+        spawn(c"echo-test", 64 * 1024, move || {
+            let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+            names.send(name).unwrap();
+            panic!("handler failure");
+        })
+        .expect("a thread can be started");
+        let wait = std::time::Duration::from_secs(10);
+        assert_eq!(received.recv_timeout(wait).unwrap(), "echo-test\n");
+        // The sender goes with the panic: nothing more comes, and the
+        // channel closes.
+        assert_eq!(
+            received.recv_timeout(wait),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_drops_what_it_was_given() {
+        let (sender, received) = std::sync::mpsc::channel::<()>();
+        let error =
+            spawn(c"echo-test", 1, move || drop(sender)).expect_err("a one-byte stack is refused");
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            received.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        );
     }
 
     #[test]

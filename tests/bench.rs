@@ -181,6 +181,8 @@ fn json_report_against_the_server_is_one_object_with_sane_figures() {
         [
             "bytes",
             "connect_errors",
+            "connect_s",
+            "connect_us",
             "connections",
             "duration_s",
             "errors",
@@ -190,6 +192,8 @@ fn json_report_against_the_server_is_one_object_with_sane_figures() {
             "mib_per_sec",
             "mismatches",
             "msgs_per_sec",
+            "refused",
+            "timed_out",
         ],
         "{run}"
     );
@@ -274,6 +278,8 @@ fn a_closed_port_counts_connect_errors_and_fails_without_panicking() {
     assert_no_panic(&run);
     let json = report(&run);
     assert_eq!(count(&json, "connect_errors"), 3, "{run}");
+    assert_eq!(count(&json, "refused"), 3, "{run}");
+    assert_eq!(count(&json, "timed_out"), 0, "{run}");
     assert_eq!(count(&json, "connections"), 0, "{run}");
     assert!(run.stderr.contains("error: cannot connect to"), "{run}");
 }
@@ -303,6 +309,90 @@ fn periodic_mode_sends_about_one_message_per_client_per_interval() {
 }
 
 #[test]
+fn a_stream_through_the_server_comes_back_whole_in_mib_per_sec() {
+    let server = TestServer::start();
+    let run = bench_at(
+        server.addr,
+        &["--stream", "-c", "2", "-s", "100000", "-d", "1s", "--json"],
+    );
+    assert_clean_json(&run);
+    let json = report(&run);
+    assert_eq!(count(&json, "connections"), 2, "{run}");
+    // Far more than the socket buffers hold: the stream kept going.
+    assert!(count(&json, "bytes") > 10_000_000, "{run}");
+    assert!(
+        json["mib_per_sec"].as_f64().is_some_and(|rate| rate > 0.0),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_stream_through_a_corrupting_server_is_a_mismatch_and_fails_the_run() {
+    let addr = common::corrupting_server();
+    let run = bench_at(addr, &["--stream", "-c", "2", "-d", "1s", "--json"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let json = report(&run);
+    assert_eq!(count(&json, "mismatches"), 2, "{run}");
+    assert_eq!(count(&json, "errors"), 0, "{run}");
+}
+
+#[test]
+fn a_stream_the_server_stops_echoing_is_an_error_and_the_run_still_ends() {
+    let addr = common::silent_server();
+    let run = bench_at(addr, &["--stream", "-c", "1", "-d", "1s", "--json"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_no_panic(&run);
+    let json = report(&run);
+    assert_eq!(count(&json, "errors"), 1, "{run}");
+    assert_eq!(count(&json, "bytes"), 0, "{run}");
+}
+
+#[test]
+fn a_hold_says_when_every_connection_is_held_and_times_the_connects() {
+    let server = TestServer::start();
+    let run = bench_at(server.addr, &["--hold", "-c", "20", "-d", "1s", "--json"]);
+    assert_clean_json(&run);
+    assert!(
+        run.stderr.contains("holding 20 connections for 1s\n"),
+        "{run}"
+    );
+    let json = report(&run);
+    assert_eq!(count(&json, "connections"), 20, "{run}");
+    // One round trip each, to know that the server serves it.
+    assert_eq!(count(&json, "messages"), 20, "{run}");
+    assert!(
+        json["connect_s"].as_f64().is_some_and(|time| time > 0.0),
+        "{run}"
+    );
+    let slowest = json["connect_us"]["max"].as_f64().expect("a number");
+    let all = json["connect_s"].as_f64().expect("a number") * 1e6;
+    assert!(slowest > 0.0 && slowest <= all, "{run}");
+}
+
+#[test]
+fn a_hold_counts_each_connection_the_server_closes_as_an_error() {
+    // Echoes the first message, then closes.
+    let addr = common::serve_each(|mut stream| {
+        let mut message = [0; 512];
+        stream.read_exact(&mut message)?;
+        stream.write_all(&message)
+    });
+    let run = bench_at(addr, &["--hold", "-c", "3", "-d", "5s", "--json"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let json = report(&run);
+    assert_eq!(count(&json, "messages"), 3, "{run}");
+    assert_eq!(count(&json, "errors"), 3, "{run}");
+    assert!(
+        run.stderr
+            .contains("the server closed a connection while it was held"),
+        "{run}"
+    );
+    // Every connection gone, the run ends without waiting out the hold.
+    let held = json["duration_s"].as_f64().expect("a number");
+    assert!(held < 5.0, "{run}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         ["--connections", "0"],
@@ -310,6 +400,7 @@ fn usage_errors_exit_2() {
         ["--duration", "soon"],
         ["--duration", "0s"],
         ["--interval", "often"],
+        ["--stream", "--hold"],
     ] {
         let run = bench(&args);
         assert_eq!(run.code, Some(2), "{run}");

@@ -8,7 +8,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use crate::plan::Plan;
+use crate::plan::{Mode, Plan};
 use crate::progress::Progress;
 use crate::start::{StartLine, Ticket};
 use crate::stats::{Counters, Tally};
@@ -65,7 +65,9 @@ pub fn run(plan: &Plan, progress: &Progress) -> io::Result<Tally> {
     Ok(total)
 }
 
-/// Shows the progress of the run until every worker has ended.
+/// Shows the progress of the run until every worker has ended. A hold says
+/// on standard error when every connection is held, for whoever wants to
+/// look at the server then.
 fn follow(
     start_line: &StartLine,
     counters: &Counters,
@@ -79,6 +81,11 @@ fn follow(
         }
         progress.connecting(counters.settled.load(Ordering::Relaxed), plan.connections);
     };
+    if plan.mode == Mode::Hold {
+        let held = counters.open.load(Ordering::Relaxed);
+        let duration = humantime::format_duration(plan.duration);
+        progress.say(&format!("holding {held} connections for {duration}"));
+    }
     progress.measuring(plan.duration);
     while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(REFRESH) {
         progress.measured(start.elapsed(), counters.messages.load(Ordering::Relaxed));

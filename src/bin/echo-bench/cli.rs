@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, error::ErrorKind};
 
+use crate::plan::Mode;
 use crate::target;
 use crate::tls::TlsArgs;
 
@@ -79,6 +80,19 @@ pub struct Cli {
     #[arg(short, long, value_name = "DURATION", default_value = "0s", value_parser = interval)]
     pub interval: Duration,
 
+    /// Instead of round trips, each connection writes a stream of random
+    /// bytes, --size at a time, and reads the echo at the same time; every
+    /// byte is checked (throughput in MiB/s, as iperf gives it)
+    #[arg(long, conflicts_with_all = ["udp", "interval", "hold"])]
+    pub stream: bool,
+
+    /// Open every connection, make one round trip on each, then hold them
+    /// open and quiet for --duration; reports how long the connects took and
+    /// how many were refused or timed out. "holding N connections" on stderr
+    /// says when all are held
+    #[arg(long, conflicts_with_all = ["udp", "interval"])]
+    pub hold: bool,
+
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
@@ -101,6 +115,17 @@ impl Cli {
             command.error(ErrorKind::ValueValidation, message).exit();
         }
         cli
+    }
+
+    /// What each connection does, as the flags say.
+    pub fn mode(&self) -> Mode {
+        if self.stream {
+            Mode::Stream
+        } else if self.hold {
+            Mode::Hold
+        } else {
+            Mode::RoundTrips
+        }
     }
 
     /// What clap cannot check flag by flag: a message over UDP fits in one
@@ -202,6 +227,25 @@ mod tests {
         }
         let error = parse(&["--unix", ""]).expect_err("an empty path");
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn stream_and_hold_are_modes_of_a_stream_connection_each_alone() {
+        assert_eq!(parse(&[]).expect("parses").mode(), Mode::RoundTrips);
+        assert_eq!(parse(&["--stream"]).expect("parses").mode(), Mode::Stream);
+        assert_eq!(parse(&["--hold"]).expect("parses").mode(), Mode::Hold);
+        let unix = parse(&["--hold", "--unix", "@echo"]).expect("parses");
+        assert_eq!(unix.mode(), Mode::Hold);
+        for args in [
+            &["--stream", "--hold"][..],
+            &["--stream", "--udp"],
+            &["--hold", "--udp"],
+            &["--stream", "--interval", "1s"],
+            &["--hold", "--interval", "1s"],
+        ] {
+            let error = parse(args).expect_err("conflicts");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+        }
     }
 
     #[cfg(feature = "tls")]

@@ -1,16 +1,18 @@
 //! One client connection: a non-blocking connect (and TLS handshake), then
 //! round trips of one random message each, written and read back as the
-//! socket allows. Over TCP and Unix sockets, TLS or not, a message is a run
-//! of bytes that may go and come back in pieces; over UDP it is one
-//! datagram, numbered as [`datagram`] says, and the echo is the datagram
-//! that answers it.
+//! socket allows, or one endless stream. Over TCP and Unix sockets, TLS or
+//! not, a message is a run of bytes that may go and come back in pieces;
+//! over UDP it is one datagram, numbered as [`datagram`] says, and the echo
+//! is the datagram that answers it.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use log::debug;
 
 use crate::datagram::{self, Reply};
+use crate::plan::Mode;
 use crate::socket::Socket;
 use crate::target::Target;
 use crate::tls::Tls;
@@ -19,6 +21,16 @@ use crate::tls::Tls;
 /// consecutive messages never start at the same one, so a server that
 /// replays an earlier reply is caught.
 const ROTATION: usize = 1024;
+
+/// After how many bytes a stream repeats itself: a prime, so that a server
+/// that drops or repeats part of a stream cannot do it in a whole number of
+/// periods with any buffer size of its own, and the shift is caught.
+const STREAM_PERIOD: usize = 65_521;
+
+/// Most bytes a stream moves, written and read, before it lets the
+/// worker's other connections have their turn: against a server that takes
+/// everything as fast as it comes, the socket might never block.
+const STREAM_TURN: usize = 1024 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +58,21 @@ pub struct Echo {
     pub intact: bool,
 }
 
+/// Where a stream stands after [`Connection::pump_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Still writing, or echo still to come back; the socket would block.
+    Going,
+    /// Still going, and the socket would not block yet: the stream has had
+    /// its turn, and readiness events will not say that it can go on.
+    Yielded,
+    /// No longer writing, and every byte written has come back intact.
+    Drained,
+    /// The echo differs from what was written: the stream is out of step
+    /// for good.
+    Differs,
+}
+
 /// A connection to the server and its current message.
 #[derive(Debug)]
 pub struct Connection {
@@ -56,16 +83,22 @@ pub struct Connection {
     /// Random bytes of this connection; each message is the `size` bytes
     /// from `offset`. Cutting messages from one buffer costs nothing per
     /// message, so the generator's CPU goes into I/O. A datagram's number
-    /// is written over its first bytes when it is sent.
+    /// is written over its first bytes when it is sent. A stream is the
+    /// first [`STREAM_PERIOD`] bytes over and over, each write up to `size`
+    /// of them from where the stream is.
     pattern: Vec<u8>,
     /// Message size.
     size: usize,
     /// Where the current message starts in `pattern`.
     offset: usize,
-    /// Bytes of the current message written.
+    /// Bytes of the current message written; of a stream, all written.
     written: usize,
-    /// Bytes of its echo read.
+    /// Bytes of its echo read; of a stream, all read.
     read: usize,
+    /// Of a stream, each write whose echo is not all back: where it ends in
+    /// the stream, its size, and when it was written. Its echo's latency is
+    /// from then to when its last byte is read.
+    pieces: VecDeque<(usize, usize, Instant)>,
     /// Whether the echo read so far differs from what was sent.
     differs: bool,
     /// Datagrams sent so far, the current one included: the next one's
@@ -77,6 +110,8 @@ pub struct Connection {
     /// When the connect completed: where the TLS handshake time counts
     /// from, since the handshake's first message goes then.
     connected: Instant,
+    /// How long the connect took, once it has completed.
+    connect_time: Duration,
     /// How long the TLS handshake took, once done; `None` without TLS.
     handshake: Option<Duration>,
     /// When the next message is due, in periodic mode.
@@ -96,11 +131,26 @@ impl Connection {
         target: &Target,
         tls: Option<&Tls>,
         size: usize,
+        mode: Mode,
         rng: &mut fastrand::Rng,
     ) -> io::Result<Connection> {
         let socket = Socket::connect(target, tls)?;
-        let mut pattern = vec![0; size + ROTATION];
-        rng.fill(&mut pattern);
+        let starts = match mode {
+            Mode::Stream => STREAM_PERIOD,
+            Mode::RoundTrips | Mode::Hold => ROTATION,
+        };
+        let mut pattern = vec![0; size + starts];
+        rng.fill(&mut pattern[..starts]);
+        match mode {
+            // Whatever byte of the period a write starts at, it reads on as
+            // the stream does: the period over again.
+            Mode::Stream => {
+                for at in starts..pattern.len() {
+                    pattern[at] = pattern[at - starts];
+                }
+            }
+            Mode::RoundTrips | Mode::Hold => rng.fill(&mut pattern[starts..]),
+        }
         let now = Instant::now();
         Ok(Connection {
             socket,
@@ -110,10 +160,12 @@ impl Connection {
             offset: 0,
             written: 0,
             read: 0,
+            pieces: VecDeque::new(),
             differs: false,
             numbered: 0,
             since: now,
             connected: now,
+            connect_time: Duration::ZERO,
             handshake: None,
             due: now,
         })
@@ -139,6 +191,12 @@ impl Connection {
     /// the handshake's end; `None` without TLS or until it is done.
     pub fn handshake_time(&self) -> Option<Duration> {
         self.handshake
+    }
+
+    /// How long the connect took, from its start to its completion (the
+    /// TLS handshake apart); zero until it has completed.
+    pub fn connect_time(&self) -> Duration {
+        self.connect_time
     }
 
     /// Whether a message is outstanding.
@@ -167,6 +225,7 @@ impl Connection {
                 return Ok(false);
             }
             self.connected = Instant::now();
+            self.connect_time = self.connected.saturating_duration_since(self.since);
             self.phase = Phase::Handshaking;
         }
         if !self.socket.handshake()? {
@@ -244,6 +303,96 @@ impl Connection {
         }
     }
 
+    /// Starts the stream: from now on the connection writes as much as the
+    /// socket takes and reads the echo, as [`Connection::pump_stream`] is
+    /// called.
+    pub fn start_stream(&mut self) {
+        debug_assert_eq!(self.phase, Phase::Idle, "a stream starts once, established");
+        self.phase = Phase::InFlight;
+        self.since = Instant::now();
+    }
+
+    /// Moves the stream on as far as the socket allows, or for
+    /// [`STREAM_TURN`] bytes: writes more of it while `writing`, reads and
+    /// checks what has come back, and gives `echoed` each write whose echo
+    /// is now all back, with its size. The time to a timeout counts from
+    /// the last byte read.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the connection's error, or `UnexpectedEof` if the server
+    /// closes before the whole echo is back.
+    pub fn pump_stream(
+        &mut self,
+        scratch: &mut [u8],
+        writing: bool,
+        mut echoed: impl FnMut(Echo, usize),
+    ) -> io::Result<Flow> {
+        debug_assert_eq!(self.phase, Phase::InFlight, "a stream under way");
+        let mut moved = 0;
+        loop {
+            let wrote = if writing { self.write_stream()? } else { 0 };
+            let got = self.read_stream(scratch)?;
+            if self.differs {
+                self.phase = Phase::Idle;
+                return Ok(Flow::Differs);
+            }
+            if got > 0 {
+                let at = Instant::now();
+                self.since = at;
+                while let Some(&(end, size, written)) = self.pieces.front() {
+                    if end > self.read {
+                        break;
+                    }
+                    self.pieces.pop_front();
+                    let latency = at.saturating_duration_since(written);
+                    let echo = Echo {
+                        latency,
+                        at,
+                        intact: true,
+                    };
+                    echoed(echo, size);
+                }
+            }
+            if !writing && self.read == self.written {
+                self.phase = Phase::Idle;
+                return Ok(Flow::Drained);
+            }
+            if wrote == 0 && got == 0 {
+                return Ok(Flow::Going);
+            }
+            moved += wrote + got;
+            if moved >= STREAM_TURN {
+                return Ok(Flow::Yielded);
+            }
+        }
+    }
+
+    /// Checks a connection that is held quiet after a readiness event: the
+    /// server has no reason to send or close anything.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the connection's error, `UnexpectedEof` if the server
+    /// closed it, `InvalidData` if it sent bytes unasked.
+    pub fn check_quiet(&mut self, scratch: &mut [u8]) -> io::Result<()> {
+        loop {
+            return match self.socket.read(scratch) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed a connection while it was held",
+                )),
+                Ok(count) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the server sent {count} bytes unasked on a held connection"),
+                )),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => Err(error),
+            };
+        }
+    }
+
     /// Gives up on the datagram in flight, counted lost: its echo, should
     /// it come after all, is then stale and dropped.
     pub fn give_up(&mut self) {
@@ -286,8 +435,14 @@ impl Connection {
     /// 0 if nothing is there.
     fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
         let wanted = (self.size - self.read).min(scratch.len());
+        self.read_echo(&mut scratch[..wanted], self.offset + self.read)
+    }
+
+    /// Reads into `scratch` what has come back, checks it against the
+    /// pattern from `expected` on and counts it read; 0 if nothing is there.
+    fn read_echo(&mut self, scratch: &mut [u8], expected: usize) -> io::Result<usize> {
         loop {
-            match self.socket.read(&mut scratch[..wanted]) {
+            match self.socket.read(scratch) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -295,8 +450,7 @@ impl Connection {
                     ));
                 }
                 Ok(count) => {
-                    let start = self.offset + self.read;
-                    let sent = &self.pattern[start..start + count];
+                    let sent = &self.pattern[expected..expected + count];
                     self.differs |= scratch[..count] != *sent;
                     self.read += count;
                     return Ok(count);
@@ -306,6 +460,41 @@ impl Connection {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Writes the next piece of the stream, as much of `size` bytes from
+    /// where it is as the socket takes; 0 if it takes nothing. A TLS
+    /// session's records go as the socket takes them.
+    fn write_stream(&mut self) -> io::Result<usize> {
+        let start = self.written % STREAM_PERIOD;
+        let piece = &self.pattern[start..start + self.size];
+        let count = loop {
+            match self.socket.write(piece) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(count) => break count,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        };
+        if count > 0 {
+            self.written += count;
+            self.pieces.push_back((self.written, count, Instant::now()));
+        }
+        match self.socket.flush() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(count),
+            other => other.map(|()| count),
+        }
+    }
+
+    /// Reads what has come back of the stream, never more than was written,
+    /// and checks it; 0 if nothing is there.
+    fn read_stream(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+        let wanted = (self.written - self.read).min(scratch.len());
+        if wanted == 0 {
+            return Ok(0);
+        }
+        self.read_echo(&mut scratch[..wanted], self.read % STREAM_PERIOD)
     }
 
     /// Receives datagrams until the one that answers the datagram in
@@ -344,7 +533,7 @@ mod tests {
     use super::*;
     use crate::loopback::{self, TIMEOUT};
     use mio::{Events, Interest, Poll, Token};
-    use std::net::SocketAddr;
+    use std::net::{SocketAddr, TcpStream};
 
     /// Message size: several pieces of a small scratch buffer, far less
     /// than a socket buffer.
@@ -369,21 +558,27 @@ mod tests {
         /// A TCP connection to `addr`, established, that reads replies at
         /// most `piece` bytes at a time.
         fn connect(addr: SocketAddr, piece: usize) -> Driven {
-            Driven::open(&Target::Tcp(addr), piece)
+            Driven::open(&Target::Tcp(addr), Mode::RoundTrips, piece)
+        }
+
+        /// A TCP connection to `addr`, established, to stream over; it
+        /// reads the echo at most `piece` bytes at a time.
+        fn stream(addr: SocketAddr, piece: usize) -> Driven {
+            Driven::open(&Target::Tcp(addr), Mode::Stream, piece)
         }
 
         /// A UDP socket sending to `addr`, ready to send, that receives
         /// into a buffer large enough for any datagram.
         fn udp(addr: SocketAddr) -> Driven {
-            Driven::open(&Target::Udp(addr), 64 * 1024)
+            Driven::open(&Target::Udp(addr), Mode::RoundTrips, 64 * 1024)
         }
 
         /// A connection to `target`, established, that reads replies at
         /// most `piece` bytes at a time.
-        fn open(target: &Target, piece: usize) -> Driven {
+        fn open(target: &Target, mode: Mode, piece: usize) -> Driven {
             let mut rng = fastrand::Rng::with_seed(7);
             let mut connection =
-                Connection::open(target, None, SIZE, &mut rng).expect("connect starts");
+                Connection::open(target, None, SIZE, mode, &mut rng).expect("connect starts");
             let poll = Poll::new().expect("an event loop can be made");
             poll.registry()
                 .register(
@@ -472,7 +667,8 @@ mod tests {
         // under way until `finish_connect` says otherwise.
         let addr = loopback::serve(1, loopback::echo);
         let connection =
-            Connection::open(&Target::Tcp(addr), None, SIZE, &mut rng).expect("connect starts");
+            Connection::open(&Target::Tcp(addr), None, SIZE, Mode::RoundTrips, &mut rng)
+                .expect("connect starts");
         let since = connection.since;
         assert!(!connection.is_overdue(timeout, since + timeout - Duration::from_millis(1)));
         assert!(connection.is_overdue(timeout, since + timeout));
@@ -494,7 +690,7 @@ mod tests {
     #[test]
     fn round_trips_over_a_unix_socket_come_back_intact() {
         let target = loopback::serve_unix(1, loopback::echo);
-        let mut driven = Driven::open(&target, 7);
+        let mut driven = Driven::open(&target, Mode::RoundTrips, 7);
         for _ in 0..3 {
             let echo = driven.round_trip().expect("the echo server answers");
             assert!(echo.intact, "{echo:?}");
@@ -562,6 +758,93 @@ mod tests {
         assert!(!connection.is_overdue(timeout, since + 2 * timeout));
         let mut scratch = vec![0; 64 * 1024];
         assert_eq!(connection.pump(&mut scratch).expect("nothing to do"), None);
+    }
+
+    /// Streams over `driven` until at least `bytes` have come back, then
+    /// stops writing and waits for the rest of the echo; returns how it
+    /// ended and the sizes of the writes whose echo came back.
+    fn stream(driven: &mut Driven, bytes: usize) -> (Flow, Vec<usize>) {
+        driven.connection.start_stream();
+        let mut echoed = Vec::new();
+        for writing in [true, false] {
+            let flow = driven
+                .until(|connection, scratch| {
+                    loop {
+                        let flow = connection.pump_stream(scratch, writing, |echo, size| {
+                            assert!(echo.intact);
+                            echoed.push(size);
+                        })?;
+                        let ended = matches!(flow, Flow::Drained | Flow::Differs);
+                        if ended || (writing && connection.read >= bytes) {
+                            return Ok(Some(flow));
+                        }
+                        // A stream that has had its turn goes on at once:
+                        // no event would say it can.
+                        if flow == Flow::Going {
+                            return Ok(None);
+                        }
+                    }
+                })
+                .expect("the stream goes on without an error");
+            if matches!(flow, Flow::Drained | Flow::Differs) {
+                return (flow, echoed);
+            }
+        }
+        panic!("a stream no longer written ends, drained or differing");
+    }
+
+    #[test]
+    fn a_stream_comes_back_intact_to_its_last_byte_and_every_write_is_counted() {
+        let mut driven = Driven::stream(loopback::serve(1, loopback::echo), 7);
+        // More than the period, so that the stream wraps around it.
+        let (flow, echoed) = stream(&mut driven, 3 * STREAM_PERIOD);
+        assert_eq!(flow, Flow::Drained);
+        let connection = &driven.connection;
+        assert!(connection.read >= 3 * STREAM_PERIOD);
+        assert_eq!(connection.read, connection.written);
+        assert_eq!(echoed.iter().sum::<usize>(), connection.written);
+        assert!(echoed.iter().all(|&size| (1..=SIZE).contains(&size)));
+        assert!(!connection.is_in_flight());
+    }
+
+    #[test]
+    fn a_stream_echoed_one_byte_at_a_time_comes_back_intact() {
+        let mut driven = Driven::stream(loopback::serve(1, loopback::in_pieces), SIZE);
+        assert_eq!(stream(&mut driven, 10 * SIZE).0, Flow::Drained);
+    }
+
+    #[test]
+    fn a_stream_with_a_flipped_byte_differs() {
+        let mut driven = Driven::stream(loopback::serve(1, loopback::corrupt), SIZE);
+        assert_eq!(stream(&mut driven, 10 * SIZE).0, Flow::Differs);
+        assert!(!driven.connection.is_in_flight());
+    }
+
+    #[test]
+    fn a_stream_missing_one_byte_differs() {
+        let skips_one = |mut stream: &TcpStream| {
+            let mut first = [0; 1];
+            stream.read_exact(&mut first)?;
+            loopback::echo(stream)
+        };
+        let mut driven = Driven::stream(loopback::serve(1, skips_one), SIZE);
+        assert_eq!(stream(&mut driven, 10 * SIZE).0, Flow::Differs);
+    }
+
+    #[test]
+    fn a_held_connection_is_quiet_until_the_server_closes_it() {
+        let once_then_close = |mut stream: &TcpStream| {
+            let mut message = [0; SIZE];
+            stream.read_exact(&mut message)?;
+            stream.write_all(&message)
+        };
+        let mut driven = Driven::connect(loopback::serve(1, once_then_close), SIZE);
+        let echo = driven.round_trip().expect("the first message is echoed");
+        assert!(echo.intact);
+        let error = driven
+            .until(|connection, scratch| connection.check_quiet(scratch).map(|()| None::<()>))
+            .expect_err("the close is seen");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
     }
 
     #[test]

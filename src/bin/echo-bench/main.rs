@@ -87,6 +87,7 @@ fn run(cli: &Cli) -> io::Result<Report> {
         size: cli.size as usize,
         duration: cli.duration,
         interval: (!cli.interval.is_zero()).then_some(cli.interval),
+        mode: cli.mode(),
     };
     let progress = Progress::new(progress::wanted(cli.json));
     let tally = bench::run(&plan, &progress);

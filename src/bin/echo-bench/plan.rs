@@ -21,4 +21,20 @@ pub struct Plan {
     /// One message per client per interval; `None` sends the next message
     /// as soon as the echo of the previous one is back.
     pub interval: Option<Duration>,
+    /// What each connection does once established.
+    pub mode: Mode,
+}
+
+/// What each connection does once established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Round trips of one message each: closed-loop, or one per interval.
+    RoundTrips,
+    /// Writes a stream of random bytes and reads its echo at the same time,
+    /// every byte checked: the throughput of one long transfer, as iperf
+    /// measures it, through the echo.
+    Stream,
+    /// One round trip, to know the server serves it, then nothing for the
+    /// duration: what holding many clients costs the server.
+    Hold,
 }

@@ -57,6 +57,14 @@ impl Progress {
         }
     }
 
+    /// Prints `line` on standard error, above the bar if there is one.
+    pub fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the bar before the report is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use log::warn;
 use serde_json::json;
 
-use crate::plan::Plan;
+use crate::plan::{Mode, Plan};
 use crate::stats::Tally;
 use crate::worker::LOSS_TIMEOUT;
 
@@ -23,7 +23,7 @@ pub struct Report {
     tally: Tally,
 }
 
-/// Percentiles of round-trip or handshake times, in microseconds.
+/// Percentiles of round-trip, connect or handshake times, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Latency {
     /// Median.
@@ -160,6 +160,10 @@ impl Report {
         let mut json = json!({
             "connections": tally.opened,
             "connect_errors": tally.connect_errors,
+            "refused": tally.refused,
+            "timed_out": tally.timed_out,
+            "connect_s": tally.connecting.as_secs_f64(),
+            "connect_us": Latency::of(&tally.connects).json(),
             "messages": tally.messages,
             "bytes": tally.bytes,
             "duration_s": tally.measured.as_secs_f64(),
@@ -181,27 +185,41 @@ impl Report {
     fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let plan = &self.plan;
         let tally = &self.tally;
-        let pace = match plan.interval {
-            Some(interval) => format!(
-                "one per connection every {}",
+        let load = match (plan.mode, plan.interval) {
+            (Mode::Stream, _) => format!(
+                "{} connections, each streaming {}-byte writes and reading the echo at once",
+                plan.connections, plan.size
+            ),
+            (Mode::Hold, _) => format!(
+                "{} connections, each held quiet after one {}-byte round trip",
+                plan.connections, plan.size
+            ),
+            (Mode::RoundTrips, Some(interval)) => format!(
+                "{} connections, {}-byte messages, one per connection every {}",
+                plan.connections,
+                plan.size,
                 humantime::format_duration(interval)
             ),
-            None => "each sent as soon as the previous echo is back".to_owned(),
+            (Mode::RoundTrips, None) => format!(
+                "{} connections, {}-byte messages, each sent as soon as the previous echo is back",
+                plan.connections, plan.size
+            ),
         };
         match &plan.tls {
             Some(tls) => writeln!(out, "Target:       {} over {tls}", plan.target)?,
             None => writeln!(out, "Target:       {}", plan.target)?,
         }
+        writeln!(out, "Load:         {load}")?;
         writeln!(
             out,
-            "Load:         {} connections, {}-byte messages, {pace}",
-            plan.connections, plan.size
+            "Connections:  {} opened, {} failed ({} refused, {} timed out), all settled in {:.3} s",
+            tally.opened,
+            tally.connect_errors,
+            tally.refused,
+            tally.timed_out,
+            tally.connecting.as_secs_f64()
         )?;
-        writeln!(
-            out,
-            "Connections:  {} opened, {} failed",
-            tally.opened, tally.connect_errors
-        )?;
+        writeln!(out, "Connect:      {}", Latency::of(&tally.connects).text())?;
         writeln!(
             out,
             "Duration:     {:.2} s, measured from when every connection was set up",
@@ -255,6 +273,7 @@ mod tests {
             size: 100,
             duration: Duration::from_secs(2),
             interval: None,
+            mode: Mode::RoundTrips,
         };
         let mut tally = Tally::new();
         for micros in 1..=1000 {

@@ -20,6 +20,8 @@ const LATENCY_DIGITS: u8 = 3;
 pub struct Counters {
     /// Connections whose connect has completed or failed.
     pub settled: AtomicU64,
+    /// Connections established and not closed since.
+    pub open: AtomicU64,
     /// Messages verified so far.
     pub messages: AtomicU64,
 }
@@ -31,6 +33,15 @@ pub struct Tally {
     pub opened: u64,
     /// Connections that could not be established.
     pub connect_errors: u64,
+    /// Of those, the ones the server refused.
+    pub refused: u64,
+    /// Of those, the ones that timed out.
+    pub timed_out: u64,
+    /// How long it took until every connect had completed or failed.
+    pub connecting: Duration,
+    /// Time of every connect completed, from its start to its completion,
+    /// in nanoseconds.
+    pub connects: Histogram<u64>,
     /// Round trips completed and verified within the measured time.
     pub messages: u64,
     /// Payload bytes echoed back and verified within the measured time.
@@ -63,6 +74,10 @@ impl Tally {
         Tally {
             opened: 0,
             connect_errors: 0,
+            refused: 0,
+            timed_out: 0,
+            connecting: Duration::ZERO,
+            connects: histogram(),
             messages: 0,
             bytes: 0,
             errors: 0,
@@ -83,6 +98,11 @@ impl Tally {
         self.latency.saturating_record(nanos(latency));
     }
 
+    /// Records the time a connect took.
+    pub fn connect(&mut self, time: Duration) {
+        self.connects.saturating_record(nanos(time));
+    }
+
     /// Records the time a TLS handshake took.
     pub fn handshake(&mut self, time: Duration) {
         self.handshakes.saturating_record(nanos(time));
@@ -91,6 +111,11 @@ impl Tally {
     /// Counts a connection that could not be established.
     pub fn connect_error(&mut self, error: &io::Error) {
         self.connect_errors += 1;
+        match error.kind() {
+            io::ErrorKind::ConnectionRefused => self.refused += 1,
+            io::ErrorKind::TimedOut => self.timed_out += 1,
+            _ => {}
+        }
         self.first_connect_error
             .get_or_insert_with(|| echo_server::reason(error));
     }
@@ -102,11 +127,15 @@ impl Tally {
             .get_or_insert_with(|| echo_server::reason(error));
     }
 
-    /// Adds another worker's counts to these. The measured time is the
-    /// longest, since the workers ran side by side.
+    /// Adds another worker's counts to these. The measured time, and the
+    /// time the connects took, are the longest, since the workers ran side
+    /// by side.
     pub fn merge(&mut self, other: &Tally) {
         self.opened += other.opened;
         self.connect_errors += other.connect_errors;
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.connecting = self.connecting.max(other.connecting);
         self.messages += other.messages;
         self.bytes += other.bytes;
         self.errors += other.errors;
@@ -115,6 +144,7 @@ impl Tally {
         for (mine, theirs) in [
             (&mut self.latency, &other.latency),
             (&mut self.handshakes, &other.handshakes),
+            (&mut self.connects, &other.connects),
         ] {
             mine.add(theirs)
                 .expect("every tally's histograms have the same bounds");
@@ -155,6 +185,9 @@ mod tests {
         other.record(10, Duration::from_micros(150));
         other.error(&io::Error::other("second"));
         other.connect_error(&io::Error::from(io::ErrorKind::ConnectionRefused));
+        other.connect_error(&io::Error::from(io::ErrorKind::TimedOut));
+        other.connect(Duration::from_micros(80));
+        other.connecting = Duration::from_millis(30);
         other.measured = Duration::from_secs(2);
         other.lost = 3;
         other.handshake(Duration::from_micros(700));
@@ -163,7 +196,10 @@ mod tests {
 
         assert_eq!((total.messages, total.bytes, total.errors), (2, 20, 2));
         assert_eq!(total.lost, 3);
-        assert_eq!(total.connect_errors, 1);
+        assert_eq!(total.connect_errors, 2);
+        assert_eq!((total.refused, total.timed_out), (1, 1));
+        assert_eq!(total.connects.len(), 1);
+        assert_eq!(total.connecting, Duration::from_millis(30));
         assert_eq!(total.latency.len(), 2);
         assert_eq!(total.handshakes.len(), 1);
         assert_eq!(total.measured, Duration::from_secs(2));

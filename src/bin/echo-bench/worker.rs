@@ -1,8 +1,8 @@
 //! One worker thread: a `mio` event loop over its share of the connections,
-//! first connecting them, then running round trips until the deadline. Over
-//! UDP each "connection" is a socket of its own that keeps one datagram in
-//! flight: one not answered within [`LOSS_TIMEOUT`] is counted lost, and the
-//! next one goes out.
+//! first connecting them, then running round trips, streams or a quiet hold
+//! until the deadline. Over UDP each "connection" is a socket of its own
+//! that keeps one datagram in flight: one not answered within
+//! [`LOSS_TIMEOUT`] is counted lost, and the next one goes out.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::connection::{Connection, Echo};
-use crate::plan::Plan;
+use crate::connection::{Connection, Echo, Flow};
+use crate::plan::{Mode, Plan};
 use crate::start::Ticket;
 use crate::stats::{Counters, Tally};
 
@@ -42,6 +42,10 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a datagram may go unanswered before it counts as lost; checked
 /// on every [`TICK`], so a loss is seen within a tick after.
 pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longer than any round trip of a hold's first message can take, each one
+/// failing after [`REPLY_TIMEOUT`]: its deadline, to count them all.
+const VERIFY_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How often timeouts are checked and progress is published. Checking on a
 /// tick rather than keeping a timer per message costs one pass over the
@@ -132,15 +136,21 @@ impl Worker {
         })
     }
 
-    /// Connects, waits at the start line for the other workers, runs round
-    /// trips for the plan's duration and returns what was counted.
+    /// Connects (in hold mode, with one round trip on each connection),
+    /// waits at the start line for the other workers, runs the plan for its
+    /// duration and returns what was counted.
     ///
     /// # Errors
     ///
     /// Fails if the event loop fails.
     pub fn run(mut self, ticket: Ticket) -> io::Result<Tally> {
         let mut events = Events::with_capacity(EVENTS);
+        let began = Instant::now();
         self.connect_all(&mut events)?;
+        self.tally.connecting = began.elapsed();
+        if self.plan.mode == Mode::Hold {
+            self.verify_all(&mut events)?;
+        }
         let start = ticket.wait();
         self.measure(&mut events, start)?;
         Ok(self.tally)
@@ -187,15 +197,21 @@ impl Worker {
     fn open(&mut self, slot: usize) -> bool {
         let registry = self.poll.registry();
         let plan = &self.plan;
-        let opened = Connection::open(&plan.target, plan.tls.as_ref(), plan.size, &mut self.rng)
-            .and_then(|mut connection| {
-                registry.register(
-                    connection.socket(),
-                    Token(slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(connection)
-            });
+        let opened = Connection::open(
+            &plan.target,
+            plan.tls.as_ref(),
+            plan.size,
+            plan.mode,
+            &mut self.rng,
+        )
+        .and_then(|mut connection| {
+            registry.register(
+                connection.socket(),
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(connection)
+        });
         match opened {
             Ok(connection) => {
                 self.queue_full_since = None;
@@ -229,6 +245,7 @@ impl Worker {
         }
         match connection.finish_connect() {
             Ok(true) => {
+                self.tally.connect(connection.connect_time());
                 if let Some(time) = connection.handshake_time() {
                     self.tally.handshake(time);
                 }
@@ -236,6 +253,7 @@ impl Worker {
                 self.live += 1;
                 self.tally.opened += 1;
                 self.counters.settled.fetch_add(1, Ordering::Relaxed);
+                self.counters.open.fetch_add(1, Ordering::Relaxed);
             }
             Ok(false) => {}
             Err(error) => {
@@ -253,18 +271,47 @@ impl Worker {
         self.counters.settled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Makes one round trip on every connection and waits until each echo
+    /// is back or has failed, so that the hold starts with every
+    /// connection known to be served; the round trips are counted.
+    fn verify_all(&mut self, events: &mut Events) -> io::Result<()> {
+        let deadline = Instant::now() + VERIFY_DEADLINE;
+        for slot in 0..self.connections.len() {
+            self.send(slot);
+        }
+        let mut next_tick = Instant::now() + TICK;
+        while self.in_flight > 0 {
+            self.wait(events, next_tick)?;
+            for event in events.iter() {
+                self.drive(event.token().0, deadline);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.expire_replies(now, deadline);
+                next_tick = now + TICK;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs round trips from `start` until the plan's duration has passed,
     /// then waits for the echoes still under way (within the reply timeout)
     /// so that every message sent is either verified or counted as an error.
     /// Only round trips completed before the deadline are counted as
-    /// messages.
+    /// messages. Streams likewise stop writing at the deadline and run
+    /// until their echo is all back; a hold just waits for the deadline.
     fn measure(&mut self, events: &mut Events, start: Instant) -> io::Result<()> {
         let deadline = start + self.plan.duration;
-        self.begin(start);
+        self.begin(start, deadline);
         let mut next_tick = start + TICK;
+        let mut winding_down = false;
         let end = loop {
             let now = Instant::now();
             let counting = now < deadline;
+            if !counting && !winding_down {
+                winding_down = true;
+                self.stop_streams(deadline);
+            }
             if self.live == 0 || (!counting && self.in_flight == 0) {
                 break now.min(deadline);
             }
@@ -294,14 +341,21 @@ impl Worker {
     /// Sends every connection's first message: at once in closed-loop mode;
     /// in periodic mode spread over the first interval by the connection's
     /// number in the run, so that the clients do not all send together.
-    fn begin(&mut self, start: Instant) {
+    /// Streams start at once; a hold sends nothing.
+    fn begin(&mut self, start: Instant, deadline: Instant) {
         for slot in 0..self.connections.len() {
             let Some(connection) = self.connections[slot].as_mut() else {
                 continue;
             };
-            match self.plan.interval {
-                None => self.send(slot),
-                Some(interval) => {
+            match (self.plan.mode, self.plan.interval) {
+                (Mode::Hold, _) => {}
+                (Mode::Stream, _) => {
+                    connection.start_stream();
+                    self.in_flight += 1;
+                    self.drive(slot, deadline);
+                }
+                (Mode::RoundTrips, None) => self.send(slot),
+                (Mode::RoundTrips, Some(interval)) => {
                     let number = self.index + slot * self.workers;
                     let share = number as f64 / self.plan.connections as f64;
                     connection.due = start + interval.mul_f64(share);
@@ -339,11 +393,16 @@ impl Worker {
     /// Moves slot `slot` on after a readiness event: writes and reads what
     /// the socket allows and, once the echo is back before the deadline,
     /// starts the next message, at once in closed-loop mode, when it is due
-    /// in periodic mode.
+    /// in periodic mode. A held connection is checked to be still quiet.
     fn drive(&mut self, slot: usize, deadline: Instant) {
         let Some(connection) = self.connections[slot].as_mut() else {
             return;
         };
+        match self.plan.mode {
+            Mode::Stream => return self.drive_stream(slot, deadline),
+            Mode::Hold if !connection.is_in_flight() => return self.check_quiet(slot),
+            Mode::Hold | Mode::RoundTrips => {}
+        }
         let echo = match connection.pump(&mut self.scratch) {
             Ok(Some(echo)) => echo,
             Ok(None) => return,
@@ -354,10 +413,81 @@ impl Worker {
         self.carry_on(slot, echo.at, deadline);
     }
 
+    /// Moves slot `slot`'s stream on after a readiness event, writing only
+    /// before the deadline; counts each write whose echo is back intact
+    /// before it as a message. A stream whose echo differs is out of step
+    /// for good: it is counted a mismatch and closed.
+    fn drive_stream(&mut self, slot: usize, deadline: Instant) {
+        let Some(connection) = self.connections[slot].as_mut() else {
+            return;
+        };
+        if !connection.is_in_flight() {
+            return;
+        }
+        let writing = Instant::now() < deadline;
+        let (tally, unpublished) = (&mut self.tally, &mut self.unpublished);
+        let flow = connection.pump_stream(&mut self.scratch, writing, |echo, size| {
+            if echo.at < deadline {
+                tally.record(size, echo.latency);
+                *unpublished += 1;
+            }
+        });
+        match flow {
+            Ok(Flow::Going) => {}
+            // Registering anew reports the socket's readiness as an event
+            // of the next poll, after the other connections' events.
+            Ok(Flow::Yielded) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let registry = self.poll.registry();
+                if let Err(error) = registry.reregister(connection.socket(), Token(slot), interest)
+                {
+                    self.fail(slot, &error);
+                }
+            }
+            Ok(Flow::Drained) => self.in_flight -= 1,
+            Ok(Flow::Differs) => {
+                debug!("the echo from {} differs from the stream", self.plan.target);
+                self.connections[slot] = None;
+                self.in_flight -= 1;
+                self.live -= 1;
+                self.counters.open.fetch_sub(1, Ordering::Relaxed);
+                self.tally.mismatches += 1;
+            }
+            Err(error) => self.fail(slot, &error),
+        }
+    }
+
+    /// Stops every stream's writing once the deadline has passed: each
+    /// then waits for the rest of its echo. A stream with nothing left to
+    /// come back gets no event to say so, hence this pass.
+    fn stop_streams(&mut self, deadline: Instant) {
+        if self.plan.mode == Mode::Stream {
+            for slot in 0..self.connections.len() {
+                self.drive_stream(slot, deadline);
+            }
+        }
+    }
+
+    /// Closes held slot `slot` with an error if the server has closed it
+    /// or sent anything since its one echo.
+    fn check_quiet(&mut self, slot: usize) {
+        let Some(connection) = self.connections[slot].as_mut() else {
+            return;
+        };
+        if let Err(error) = connection.check_quiet(&mut self.scratch) {
+            self.fail(slot, &error);
+        }
+    }
+
     /// Starts slot `slot`'s next message once its last one ended at `at`,
     /// echoed or lost, unless the deadline has passed: at once in
-    /// closed-loop mode, when it is due in periodic mode.
+    /// closed-loop mode, when it is due in periodic mode. A held
+    /// connection's one message has no next: what came after its echo, a
+    /// close say, came with the same readiness event, and is checked now.
     fn carry_on(&mut self, slot: usize, at: Instant, deadline: Instant) {
+        if self.plan.mode == Mode::Hold {
+            return self.check_quiet(slot);
+        }
         let Some(connection) = &self.connections[slot] else {
             return;
         };
@@ -391,6 +521,7 @@ impl Worker {
             self.in_flight -= 1;
         }
         self.live -= 1;
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
         debug!("connection to {} closed: {error}", self.plan.target);
         self.tally.error(error);
     }
@@ -512,6 +643,7 @@ mod tests {
             size: SIZE,
             duration,
             interval: None,
+            mode: Mode::RoundTrips,
         }
     }
 
