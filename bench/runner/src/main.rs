@@ -219,7 +219,11 @@ fn summary(run: &Measurement) -> String {
         run.server.name()
     );
     if let Some(failure) = run.failure() {
-        return format!("{what}: FAILED: {failure}");
+        let complaint = run
+            .complaint()
+            .map(|line| format!(" ({line})"))
+            .unwrap_or_default();
+        return format!("{what}: FAILED: {failure}{complaint}");
     }
     let figure = match run.scenario {
         Scenario::PingPong(_) => format!(

@@ -127,8 +127,8 @@ impl Measurement {
             .as_f64()
     }
 
-    /// Why the run does not count, in one line: the exit, echo-bench's
-    /// non-zero failure counts and its last error line.
+    /// Why the run does not count, in one line: the exit and echo-bench's
+    /// non-zero failure counts (its words are in [`Measurement::complaint`]).
     pub fn failure(&self) -> Option<String> {
         if self.succeeded() {
             return None;
@@ -153,17 +153,21 @@ impl Measurement {
                 parts.push(format!("{count} {label}"));
             }
         }
+        parts.extend(self.notes.iter().cloned());
+        Some(parts.join("; "))
+    }
+
+    /// echo-bench's last error line, or else its last warning.
+    pub fn complaint(&self) -> Option<&str> {
         let last_starting = |prefix| {
             self.stderr
                 .iter()
                 .rev()
                 .find(|line| line.starts_with(prefix))
         };
-        if let Some(line) = last_starting("error").or_else(|| last_starting("warn")) {
-            parts.push(line.clone());
-        }
-        parts.extend(self.notes.iter().cloned());
-        Some(parts.join("; "))
+        last_starting("error")
+            .or_else(|| last_starting("warn"))
+            .map(String::as_str)
     }
 
     /// The raw-results line.
@@ -459,8 +463,9 @@ mod tests {
         run.stderr = vec!["error: 2 connections failed".to_owned()];
         assert_eq!(
             run.failure().as_deref(),
-            Some("exit 1; 8 connected; 2 connect errors; error: 2 connections failed")
+            Some("exit 1; 8 connected; 2 connect errors")
         );
+        assert_eq!(run.complaint(), Some("error: 2 connections failed"));
         run.outcome = Outcome::Exited(0);
         assert_eq!(run.failure(), None);
     }

@@ -154,12 +154,17 @@ fn cell(runs: &[&Measurement], figure: Figure, notes: &mut Vec<String>) -> Strin
             .map(|run| format!("round {}: {}", run.round, run.failure().unwrap_or_default()))
             .collect();
         let run = failed[0];
-        notes.push(format!(
+        let mut note = format!(
             "{} on {}: {}",
             run.scenario,
             run.server.name(),
             details.join("; ")
-        ));
+        );
+        // Usually the same words each round: once is enough.
+        if let Some(complaint) = failed.iter().find_map(|run| run.complaint()) {
+            let _ = write!(note, " (echo-bench: {complaint})");
+        }
+        notes.push(note);
         if value.is_some() {
             let _ = write!(text, " ({} of {} failed)", failed.len(), runs.len());
         }
@@ -245,6 +250,7 @@ mod tests {
         };
         if exit_code != 0 {
             run.result = Some(json!({"msgs_per_sec": msgs_per_sec, "errors": 3}));
+            run.stderr = vec!["warn: 3 connections ended in an error".to_owned()];
         }
         run
     }
@@ -274,7 +280,10 @@ mod tests {
             lines[2],
             "| pp-c10 | msgs/s (p50 / p99 µs) | 100 (50.0 / 150) (1 of 2 failed) [1] | 200 (50.0 / 150) | failed [2] | 0.50 | – |"
         );
-        assert!(table.contains("1. pp-c10 on ours: round 2: exit 1; 3 errors"));
-        assert!(table.contains("2. pp-c10 on tokio: round 1: exit 1; 3 errors"));
+        assert!(table.contains(
+            "1. pp-c10 on ours: round 2: exit 1; 3 errors \
+             (echo-bench: warn: 3 connections ended in an error)\n"
+        ));
+        assert!(table.contains("2. pp-c10 on tokio: round 1: exit 1; 3 errors ("));
     }
 }
