@@ -41,8 +41,9 @@ const BUFFER_SMALL: usize = 2 * 1024;
 /// Size of the heap buffer a client gets once a read fills the small one: a
 /// streaming client gets large reads and writes. It bounds a client's
 /// memory, since nothing is read before the previous read has been written
-/// back.
-const BUFFER_LARGE: usize = 64 * 1024;
+/// back. One stream through loopback echoed 1 GiB at 1.2× the speed it did
+/// with 64 KiB (more per read, fewer system calls); 256 KiB gave no more.
+const BUFFER_LARGE: usize = 128 * 1024;
 
 /// Longest wait for a PROXY header: a balancer sends it at once, so a
 /// connection without one is not from a balancer.
