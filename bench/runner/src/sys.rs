@@ -19,17 +19,19 @@ pub enum Signal {
 ///
 /// `kill`'s: ESRCH when the group is empty.
 pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "process group id out of range")
-    })?;
+    // A pid: positive, and never 1, so that -pgid never signals our own
+    // group (0) or every process (-1).
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&pgid| pgid > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a process group id"))?;
     let signal = match signal {
         Signal::Term => libc::SIGTERM,
         Signal::Kill => libc::SIGKILL,
     };
-    // SAFETY: kill takes plain integers and touches no memory of ours. A
-    // negative pid names a group; pgid is positive (a pid), so -pgid is
-    // never 0 or -1, which would signal our own group or every process.
-    if pgid > 1 && unsafe { libc::kill(-pgid, signal) } == 0 {
+    // SAFETY: kill takes plain integers and touches no memory of ours; a
+    // negative pid names a group.
+    if unsafe { libc::kill(-pgid, signal) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
