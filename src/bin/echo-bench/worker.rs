@@ -447,10 +447,7 @@ impl Worker {
             Ok(Flow::Drained) => self.in_flight -= 1,
             Ok(Flow::Differs) => {
                 debug!("the echo from {} differs from the stream", self.plan.target);
-                self.connections[slot] = None;
-                self.in_flight -= 1;
-                self.live -= 1;
-                self.counters.open.fetch_sub(1, Ordering::Relaxed);
+                self.close(slot);
                 self.tally.mismatches += 1;
             }
             Err(error) => self.fail(slot, &error),
@@ -514,16 +511,24 @@ impl Worker {
 
     /// Closes slot `slot` after an error on its established connection.
     fn fail(&mut self, slot: usize, error: &io::Error) {
+        if self.close(slot) {
+            debug!("connection to {} closed: {error}", self.plan.target);
+            self.tally.error(error);
+        }
+    }
+
+    /// Closes slot `slot`'s established connection; `false` if it was
+    /// closed already.
+    fn close(&mut self, slot: usize) -> bool {
         let Some(connection) = self.connections[slot].take() else {
-            return;
+            return false;
         };
         if connection.is_in_flight() {
             self.in_flight -= 1;
         }
         self.live -= 1;
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
-        debug!("connection to {} closed: {error}", self.plan.target);
-        self.tally.error(error);
+        true
     }
 
     /// Fails every connect, TLS handshake included, that has taken too
