@@ -69,7 +69,8 @@ fn run(options: &Options) -> Result<(), String> {
         return Err(format!("nothing to measure: {}", notes.join("; ")));
     }
     // Inherited by every server and echo-bench started from here on.
-    let open_files = sys::raise_open_files_limit();
+    let wanted = u64::from(options.plan.hold_connections) + SPARE_FILES;
+    let open_files = echo_server::raise_open_file_limit(wanted);
     notes.extend(memory_notes(
         &options.plan,
         &servers,
@@ -143,7 +144,7 @@ fn memory_notes(
     plan: &Plan,
     servers: &[Server],
     scenarios: &[Scenario],
-    open_files: io::Result<u64>,
+    open_files: io::Result<()>,
 ) -> Vec<String> {
     let mut notes = Vec::new();
     let forking: Vec<&str> = servers
@@ -158,13 +159,11 @@ fn memory_notes(
             forking.join(", ")
         ));
     }
-    match open_files {
-        Ok(limit) if limit < u64::from(plan.hold_connections) + SPARE_FILES => notes.push(format!(
-            "The open-files limit is {limit}: too low for {} held connections.",
+    if let Err(error) = open_files {
+        notes.push(format!(
+            "Too few open files for {} held connections: {error}.",
             plan.hold_connections
-        )),
-        Ok(_) => {}
-        Err(e) => notes.push(format!("Cannot raise the open-files limit: {e}.")),
+        ));
     }
     notes
 }

@@ -1,6 +1,5 @@
-//! The two system calls the runner needs that std does not offer: signalling
-//! a whole process group, and raising the open-files limit. The only
-//! `unsafe` in the runner is here.
+//! The system call the runner needs that std does not offer: signalling a
+//! whole process group. The only `unsafe` in the runner is here.
 
 use std::io;
 
@@ -36,29 +35,4 @@ pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Raises the soft limit on open files to the hard limit, for this process
-/// and every process it starts, and returns the new soft limit.
-///
-/// # Errors
-///
-/// `getrlimit`'s or `setrlimit`'s.
-pub fn raise_open_files_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit for the call's duration.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid rlimit that the call only reads.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
 }
